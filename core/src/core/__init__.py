@@ -1,0 +1,22 @@
+"""core: a small, fast, plugin-based Open Inference Protocol model server."""
+
+from .codecs import decode_args
+from .errors import BadRequest, CoreError
+from .executor import run_in_thread
+from .model import Model
+from .server import Server
+from .settings import ModelParameters, ModelSettings, Settings
+from .version import __version__
+
+__all__ = [
+    "BadRequest",
+    "CoreError",
+    "Model",
+    "ModelParameters",
+    "ModelSettings",
+    "Server",
+    "Settings",
+    "__version__",
+    "decode_args",
+    "run_in_thread",
+]

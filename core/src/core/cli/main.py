@@ -1,0 +1,104 @@
+"""The `core` command."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from ..errors import ConfigurationError
+from ..plugins.manager import get_plugin_manager
+from ..settings import SETTINGS_FILENAME, Settings, build_settings, load_settings_file
+from ..version import __version__
+
+# CLI flag -> Settings field; flags override settings.json and CORE_* variables.
+_OVERRIDES = {
+    "host": "host",
+    "http_port": "http_port",
+    "grpc_port": "grpc_port",
+    "metrics_port": "metrics_port",
+    "log_level": "log_level",
+    "parallel_workers": "parallel_workers",
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="core", description="Open Inference Protocol model server.")
+    parser.add_argument("--version", action="version", version=f"core {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    start = commands.add_parser("start", help="serve every model found in a folder")
+    start.add_argument("folder", type=Path, help="folder holding model-settings.json files (and settings.json)")
+    start.add_argument("--host", help="address to listen on (default 0.0.0.0)")
+    start.add_argument("--http-port", type=int, help="REST port (default 8080)")
+    start.add_argument("--grpc-port", type=int, help="gRPC port (default 8081)")
+    start.add_argument("--metrics-port", type=int, help="metrics port (default 8082)")
+    start.add_argument("--parallel-workers", type=int, help="worker processes (0: in the server process)")
+    start.add_argument(
+        "--log-level", type=str.upper, choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+    )
+
+    commands.add_parser("plugins", help="list discovered plugins and what each provides")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "plugins":
+        return _plugins()
+    return _start(args)
+
+
+def load_server_settings(folder: Path, overrides: dict[str, object]) -> Settings:
+    values = {"model_repository_root": str(folder), **overrides}
+    settings_file = folder / SETTINGS_FILENAME
+    if settings_file.is_file():
+        return load_settings_file(Settings, settings_file, **values)
+    return build_settings(Settings, values, "CORE_* environment variables")
+
+
+def _start(args: argparse.Namespace) -> int:
+    from ..server import Server
+
+    if not args.folder.is_dir():
+        print(f"core: {args.folder} is not a folder", file=sys.stderr)
+        return 2
+    overrides = {field: getattr(args, flag) for flag, field in _OVERRIDES.items() if getattr(args, flag) is not None}
+    try:
+        settings = load_server_settings(args.folder, overrides)
+    except ConfigurationError as error:
+        print(f"core: {error.message}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s [%(levelname)s] %(name)s: %(message)s",
+    )
+    try:
+        Server(settings).run()
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def _plugins() -> int:
+    manager = get_plugin_manager()
+    if not manager.plugins:
+        print("no plugins found")
+    for info in manager.plugins:
+        print(f"{info.name}  ({info.distribution} {info.version})")
+        if info.error:
+            print(f"  FAILED to load: {info.error}")
+            continue
+        for runtime in info.runtimes:
+            artifacts = f"  artifacts: {', '.join(runtime.artifacts)}" if runtime.artifacts else ""
+            print(f"  runtime {runtime.alias}: {runtime.implementation}{artifacts}")
+        if info.input_codecs:
+            print(f"  input codecs: {', '.join(info.input_codecs)}")
+        if info.request_codecs:
+            print(f"  request codecs: {', '.join(info.request_codecs)}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

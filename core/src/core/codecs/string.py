@@ -1,0 +1,106 @@
+"""The `str` codecs: BYTES tensors as lists of UTF-8 strings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import CodecError
+from ..types import (
+    Datatype,
+    InferenceRequest,
+    InferenceResponse,
+    Parameters,
+    RequestInput,
+    ResponseOutput,
+    to_ndarray,
+)
+from .base import InputCodec, RequestCodec
+
+
+def is_list_of(payload: Any, kind: type | tuple[type, ...]) -> bool:
+    return isinstance(payload, list) and all(isinstance(item, kind) for item in payload)
+
+
+def decode_strings(tensor: Any) -> list[str]:
+    try:
+        return [item.decode("utf-8") for item in to_ndarray(tensor).ravel()]
+    except UnicodeDecodeError as error:
+        raise CodecError(f"tensor '{tensor.name}' is not valid UTF-8: {error}") from None
+
+
+def strings_tensor(cls: type, name: str, payload: list[Any], content_type: str) -> Any:
+    """A BYTES tensor of one element per row: shape [n, 1]."""
+    return cls(
+        name=name,
+        datatype=Datatype.BYTES,
+        shape=[len(payload), 1],
+        data=list(payload),
+        parameters=Parameters(content_type=content_type),
+    )
+
+
+class StringCodec(InputCodec):
+    ContentType = "str"
+    TypeHint = list[str]
+
+    @classmethod
+    def can_encode(cls, payload: Any) -> bool:
+        return is_list_of(payload, str)
+
+    @classmethod
+    def encode_output(cls, name: str, payload: list[str], **kwargs: Any) -> ResponseOutput:
+        return strings_tensor(ResponseOutput, name, payload, cls.ContentType)
+
+    @classmethod
+    def decode_output(cls, response_output: ResponseOutput) -> list[str]:
+        return decode_strings(response_output)
+
+    @classmethod
+    def encode_input(cls, name: str, payload: list[str], **kwargs: Any) -> RequestInput:
+        return strings_tensor(RequestInput, name, payload, cls.ContentType)
+
+    @classmethod
+    def decode_input(cls, request_input: RequestInput) -> list[str]:
+        return decode_strings(request_input)
+
+
+class StringRequestCodec(RequestCodec):
+    """A request with a single BYTES input, as a list of strings."""
+
+    ContentType = StringCodec.ContentType
+    TypeHint = list[str]
+
+    @classmethod
+    def can_encode(cls, payload: Any) -> bool:
+        return StringCodec.can_encode(payload)
+
+    @classmethod
+    def encode_response(
+        cls, model_name: str, payload: list[str], model_version: str | None = None, **kwargs: Any
+    ) -> InferenceResponse:
+        output = StringCodec.encode_output(kwargs.get("output_name", "output-0"), payload)
+        return InferenceResponse(
+            model_name=model_name,
+            model_version=model_version,
+            parameters=Parameters(content_type=cls.ContentType),
+            outputs=[output],
+        )
+
+    @classmethod
+    def decode_response(cls, response: InferenceResponse) -> list[str]:
+        if len(response.outputs) != 1:
+            raise CodecError(f"str response codec needs 1 output, got {len(response.outputs)}")
+        return StringCodec.decode_output(response.outputs[0])
+
+    @classmethod
+    def encode_request(cls, payload: list[str], **kwargs: Any) -> InferenceRequest:
+        request_input = StringCodec.encode_input(kwargs.get("input_name", "input-0"), payload)
+        return InferenceRequest(
+            parameters=Parameters(content_type=cls.ContentType), inputs=[request_input]
+        )
+
+    @classmethod
+    def decode_request(cls, request: InferenceRequest) -> list[str]:
+        if len(request.inputs) != 1:
+            raise CodecError(f"str request codec needs exactly 1 input, got {len(request.inputs)}")
+        return StringCodec.decode_input(request.inputs[0])

@@ -1,0 +1,170 @@
+"""Protocol-neutral operations behind every transport: health, metadata,
+inference and the model repository. Nothing here knows HTTP or gRPC."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+
+from .errors import CoreError, InferenceError, ModelLoadError, ModelNotFound
+from .model import Model
+from .registry import ModelRegistry
+from .repository import FoundModel, find_models
+from .settings import ModelSettings, Settings
+from .types import (
+    InferenceRequest,
+    InferenceResponse,
+    MetadataModelResponse,
+    MetadataServerResponse,
+    Parameters,
+    RepositoryIndexResponse,
+    RepositoryIndexResponseItem,
+    State,
+    to_ndarray,
+)
+
+logger = logging.getLogger(__name__)
+
+EXTENSIONS = ["model_repository"]
+
+
+class DataPlane:
+    def __init__(self, settings: Settings, registry: ModelRegistry) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.repository_root = Path(settings.model_repository_root)
+        # Models loaded at start: the server is ready once all of them are.
+        self._expected: set[str] = set()
+
+    # Start-up
+
+    async def load_repository(self) -> None:
+        for found in find_models(self.repository_root):
+            self._expected.add(found.name)
+            await self._load_found(found)
+
+    async def add_model(self, model: Model) -> None:
+        """Serve a `Model` instance built by the caller (programmatic start)."""
+        self._expected.add(model.name)
+        await self.registry.load(model.settings, model)
+
+    async def _load_found(self, found: FoundModel) -> bool:
+        if found.settings is None:
+            return False
+        return await self.registry.load(found.settings)
+
+    # Health and metadata
+
+    def live(self) -> bool:
+        return True
+
+    def ready(self) -> bool:
+        for name in self._expected:
+            versions = self.registry.versions(name)
+            if not versions or any(entry.state != State.READY for entry in versions):
+                return False
+        return True
+
+    def metadata(self) -> MetadataServerResponse:
+        return MetadataServerResponse(
+            name=self.settings.server_name,
+            version=self.settings.server_version,
+            extensions=EXTENSIONS,
+        )
+
+    async def model_metadata(self, name: str, version: str | None = None) -> MetadataModelResponse:
+        return await self.registry.get(name, version).metadata()
+
+    def model_ready(self, name: str, version: str | None = None) -> bool:
+        try:
+            return self.registry.get(name, version).ready
+        except ModelNotFound:
+            raise
+        except CoreError:
+            return False
+
+    def model(self, name: str, version: str | None = None) -> Model:
+        return self.registry.get(name, version)
+
+    # Inference
+
+    async def infer(
+        self,
+        payload: InferenceRequest,
+        name: str,
+        version: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> InferenceResponse:
+        model = self.registry.get(name, version)
+        for request_input in payload.inputs:
+            to_ndarray(request_input)  # rejects bad shapes and element types with a 400
+        if payload.id is None:
+            payload.id = str(uuid.uuid4())
+        if headers:
+            if payload.parameters is None:
+                payload.parameters = Parameters(headers=dict(headers))
+            else:
+                payload.parameters.headers = dict(headers)
+        try:
+            response = await model.predict(payload)
+        except CoreError:
+            raise
+        except Exception as error:
+            logger.exception("model '%s' raised while predicting", name)
+            raise InferenceError(f"model '{name}' failed: {type(error).__name__}: {error}") from None
+        response.id = payload.id
+        response.model_name = model.name
+        if response.model_version is None:
+            response.model_version = model.version
+        return response
+
+    # Model repository extension
+
+    def repository_index(self, ready: bool | None = None) -> RepositoryIndexResponse:
+        items = [
+            RepositoryIndexResponseItem(
+                name=entry.name, version=entry.version, state=entry.state, reason=entry.reason
+            )
+            for entry in self.registry.entries()
+        ]
+        loaded = {entry.name for entry in self.registry.entries()}
+        for found in find_models(self.repository_root):
+            if found.name in loaded:
+                continue
+            if found.error is not None:
+                items.append(RepositoryIndexResponseItem(name=found.name, state=State.FAILED, reason=found.error))
+            else:
+                items.append(RepositoryIndexResponseItem(name=found.name, state=State.UNAVAILABLE))
+        if ready is not None:
+            items = [item for item in items if (item.state == State.READY) == ready]
+        return RepositoryIndexResponse(sorted(items, key=lambda i: (i.name, i.version or "")))
+
+    async def repository_load(self, name: str) -> None:
+        """(Re)load every version of a model from the repository folder."""
+        found = [f for f in find_models(self.repository_root) if f.name == name]
+        if not found:
+            loaded = self.registry.versions(name)
+            if not loaded:
+                raise ModelNotFound(name)
+            # Not on disk (given programmatically): reload the instances in place.
+            for entry in loaded:
+                if entry.model is not None:
+                    settings = entry.model.settings
+                    await self.registry.load(settings, type(entry.model)(settings))
+            return
+        for item in found:
+            if item.settings is None:
+                raise ModelLoadError(f"model '{name}' cannot be loaded: {item.error}")
+            if not await self._load_found(item):
+                reasons = [e.reason for e in self.registry.versions(name) if e.reason]
+                raise ModelLoadError(f"model '{name}' failed to load: {'; '.join(reasons)}")
+        self._expected.add(name)
+
+    async def repository_unload(self, name: str) -> None:
+        await self.registry.unload(name)
+        self._expected.discard(name)
+
+    def model_settings(self, name: str, version: str | None = None) -> ModelSettings:
+        return self.registry.get(name, version).settings

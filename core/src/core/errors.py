@@ -1,0 +1,65 @@
+"""The one exception hierarchy of core. Each error knows its HTTP status and
+gRPC status code name, so every transport reports it the same way."""
+
+from __future__ import annotations
+
+
+class CoreError(Exception):
+    status_code: int = 500
+    grpc_code: str = "INTERNAL"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class BadRequest(CoreError):
+    status_code = 400
+    grpc_code = "INVALID_ARGUMENT"
+
+
+class ModelNotFound(CoreError):
+    status_code = 404
+    grpc_code = "NOT_FOUND"
+
+    def __init__(self, name: str, version: str | None = None) -> None:
+        what = f"model '{name}'" if version is None else f"model '{name}' version '{version}'"
+        super().__init__(f"{what} not found")
+
+
+class ModelNotReady(CoreError):
+    status_code = 503
+    grpc_code = "UNAVAILABLE"
+
+
+class PayloadTooLarge(CoreError):
+    status_code = 413
+    grpc_code = "RESOURCE_EXHAUSTED"
+
+
+class NotImplementedByModel(CoreError):
+    status_code = 501
+    grpc_code = "UNIMPLEMENTED"
+
+
+class InferenceError(CoreError):
+    """An exception raised inside a model while it served a request."""
+
+    status_code = 500
+    grpc_code = "INTERNAL"
+
+
+class ModelLoadError(CoreError):
+    status_code = 500
+    grpc_code = "INTERNAL"
+
+
+class ConfigurationError(CoreError):
+    """A settings file or variable that cannot be used; names the source and field."""
+
+    status_code = 400
+    grpc_code = "INVALID_ARGUMENT"
+
+
+class CodecError(BadRequest):
+    """A payload that a codec cannot decode or encode."""

@@ -1,0 +1,142 @@
+"""`Model`: the contract every runtime implements."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from .codecs.base import InputCodec, RequestCodec, content_type_of
+from .codecs.decorator import encode_result
+from .codecs.registry import find_input_codec, find_request_codec
+from .errors import NotImplementedByModel
+from .settings import ModelSettings
+from .types import (
+    InferenceRequest,
+    InferenceResponse,
+    MetadataModelResponse,
+    MetadataTensor,
+    Parameters,
+    RequestInput,
+    RequestOutput,
+    ResponseOutput,
+)
+
+
+class Model:
+    """Subclass it, implement `load` and `predict`, and point `implementation`
+    in model-settings.json at the subclass."""
+
+    def __init__(self, settings: ModelSettings) -> None:
+        self._settings = settings
+        self._inputs = {tensor.name: tensor for tensor in settings.inputs}
+        self._outputs = {tensor.name: tensor for tensor in settings.outputs}
+        self.ready = False
+
+    @property
+    def settings(self) -> ModelSettings:
+        return self._settings
+
+    @property
+    def name(self) -> str:
+        return self._settings.name
+
+    @property
+    def version(self) -> str | None:
+        return self._settings.version
+
+    @property
+    def inputs(self) -> list[MetadataTensor]:
+        return self._settings.inputs
+
+    @inputs.setter
+    def inputs(self, value: list[MetadataTensor]) -> None:
+        self._settings.inputs = value
+        self._inputs = {tensor.name: tensor for tensor in value}
+
+    @property
+    def outputs(self) -> list[MetadataTensor]:
+        return self._settings.outputs
+
+    @outputs.setter
+    def outputs(self, value: list[MetadataTensor]) -> None:
+        self._settings.outputs = value
+        self._outputs = {tensor.name: tensor for tensor in value}
+
+    async def load(self) -> bool:
+        """Load the artifact. Return True when the model can serve."""
+        return True
+
+    async def predict(self, payload: InferenceRequest) -> InferenceResponse:
+        raise NotImplementedByModel(f"model '{self.name}' does not implement predict")
+
+    async def predict_stream(
+        self, payloads: AsyncIterator[InferenceRequest]
+    ) -> AsyncIterator[InferenceResponse]:
+        raise NotImplementedByModel(f"model '{self.name}' does not implement streaming")
+        yield  # pragma: no cover  (makes this an async generator)
+
+    async def unload(self) -> bool:
+        return True
+
+    async def metadata(self) -> MetadataModelResponse:
+        settings = self._settings
+        return MetadataModelResponse(
+            name=self.name,
+            versions=settings.versions,
+            platform=settings.platform,
+            inputs=settings.inputs,
+            outputs=settings.outputs,
+            parameters=(
+                Parameters(content_type=settings.parameters.content_type)
+                if settings.parameters.content_type
+                else None
+            ),
+        )
+
+    # Codec helpers. The content type comes from the request, then the
+    # model's settings (`inputs`, `outputs`, `parameters.content_type`), then
+    # the runtime's default codec.
+
+    def decode(
+        self, request_input: RequestInput, default_codec: type[InputCodec] | None = None
+    ) -> Any:
+        codec = self._input_codec(request_input.name, content_type_of(request_input), self._inputs)
+        codec = codec or default_codec
+        return codec.decode_input(request_input) if codec else request_input.data
+
+    def decode_request(
+        self, payload: InferenceRequest, default_codec: type[RequestCodec] | None = None
+    ) -> Any:
+        content_type = content_type_of(payload) or self._settings.parameters.content_type
+        codec = find_request_codec(content_type) if content_type else None
+        codec = codec or default_codec
+        return codec.decode_request(payload) if codec else payload
+
+    def encode(
+        self,
+        payload: Any,
+        request_output: RequestOutput,
+        default_codec: type[InputCodec] | None = None,
+    ) -> ResponseOutput:
+        codec = self._input_codec(request_output.name, content_type_of(request_output), self._outputs)
+        codec = codec or default_codec or find_input_codec(payload=payload)
+        if codec is None:
+            return encode_result(self.name, self.version, payload).outputs[0]
+        return codec.encode_output(request_output.name, payload)
+
+    def encode_response(
+        self, payload: Any, default_codec: type[RequestCodec] | None = None
+    ) -> InferenceResponse:
+        codec = default_codec if default_codec and default_codec.can_encode(payload) else None
+        codec = codec or find_request_codec(payload=payload)
+        if codec is None:
+            return encode_result(self.name, self.version, payload)
+        return codec.encode_response(self.name, payload, self.version)
+
+    @staticmethod
+    def _input_codec(
+        name: str, content_type: str | None, metadata: dict[str, MetadataTensor]
+    ) -> type[InputCodec] | None:
+        if content_type is None and name in metadata:
+            content_type = content_type_of(metadata[name])
+        return find_input_codec(content_type) if content_type else None

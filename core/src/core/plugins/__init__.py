@@ -1,0 +1,14 @@
+"""Plugin system: pluggy hooks loaded from the `core` entry-point group."""
+
+from .hookspecs import HOOKS_VERSION, Runtime, hookimpl, hookspec
+from .manager import PluginInfo, PluginManager, get_plugin_manager
+
+__all__ = [
+    "HOOKS_VERSION",
+    "PluginInfo",
+    "PluginManager",
+    "Runtime",
+    "get_plugin_manager",
+    "hookimpl",
+    "hookspec",
+]

@@ -1,0 +1,140 @@
+"""The loaded models: every version of every model, its state, and which
+version answers requests that name none."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from .errors import CoreError, ModelLoadError, ModelNotFound, ModelNotReady
+from .model import Model
+from .repository.implementation import resolve_implementation
+from .settings import ModelSettings
+from .types import State
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ModelEntry:
+    name: str
+    version: str | None
+    state: State
+    reason: str = ""
+    model: Model | None = None
+
+
+def _version_key(version: str | None) -> tuple[int, int, str]:
+    # Numeric versions compare as numbers and rank above names; no version ranks lowest.
+    if version is None:
+        return (0, 0, "")
+    if version.isdigit():
+        return (2, int(version), version)
+    return (1, 0, version)
+
+
+class ModelRegistry:
+    def __init__(self) -> None:
+        self._entries: dict[str, dict[str | None, ModelEntry]] = {}
+        # name -> the model that serves requests without a version (ready ones only).
+        self._defaults: dict[str, Model] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def get(self, name: str, version: str | None = None) -> Model:
+        """The model that serves a request; 404 when unknown, 503 when not ready."""
+        if version is None:
+            model = self._defaults.get(name)
+            if model is not None:
+                return model
+            versions = self._entries.get(name)
+            if not versions:
+                raise ModelNotFound(name)
+            entry = max(versions.values(), key=lambda e: _version_key(e.version))
+        else:
+            entry = self._entries.get(name, {}).get(version)
+            if entry is None:
+                raise ModelNotFound(name, version)
+            if entry.state == State.READY and entry.model is not None:
+                return entry.model
+        detail = f": {entry.reason}" if entry.reason else ""
+        raise ModelNotReady(f"model '{name}' is not ready ({entry.state.value}{detail})")
+
+    def entries(self) -> list[ModelEntry]:
+        return [entry for versions in self._entries.values() for entry in versions.values()]
+
+    def versions(self, name: str) -> list[ModelEntry]:
+        return list(self._entries.get(name, {}).values())
+
+    async def load(self, settings: ModelSettings, model: Model | None = None) -> bool:
+        """Load (or reload) one model version; True when it is ready. During a
+        reload the old instance keeps serving until the new one is ready. A
+        failure is recorded on the entry, never raised: other models are
+        unaffected."""
+        async with self._lock(settings.name):
+            versions = self._entries.setdefault(settings.name, {})
+            entry = versions.get(settings.version)
+            if entry is None:
+                entry = versions[settings.version] = ModelEntry(
+                    settings.name, settings.version, State.LOADING
+                )
+            elif entry.state != State.READY:
+                entry.state, entry.reason = State.LOADING, ""
+            try:
+                new_model = model or resolve_implementation(settings)(settings)
+                if await new_model.load() is False:
+                    raise ModelLoadError("load() returned False")
+                new_model.ready = True
+            except Exception as error:
+                reason = error.message if isinstance(error, CoreError) else f"{type(error).__name__}: {error}"
+                logger.error("model '%s' failed to load: %s", settings.name, reason)
+                if entry.model is None:
+                    entry.state, entry.reason = State.FAILED, reason
+                else:
+                    entry.reason = f"reload failed, previous instance still serving: {reason}"
+                return False
+            old_model, entry.model = entry.model, new_model
+            entry.state, entry.reason = State.READY, ""
+            self._update_default(settings.name)
+            logger.info("model '%s' version %s is ready", settings.name, settings.version)
+        if old_model is not None:
+            await self._unload_instance(old_model)
+        return True
+
+    async def unload(self, name: str, version: str | None = None) -> None:
+        async with self._lock(name):
+            versions = self._entries.get(name)
+            if not versions or (version is not None and version not in versions):
+                raise ModelNotFound(name, version)
+            targets = [versions[version]] if version is not None else list(versions.values())
+            for entry in targets:
+                entry.state = State.UNLOADING
+            for entry in targets:
+                if entry.model is not None:
+                    await self._unload_instance(entry.model)
+                del versions[entry.version]
+            if not versions:
+                del self._entries[name]
+            self._update_default(name)
+
+    async def unload_all(self) -> None:
+        for name in list(self._entries):
+            await self.unload(name)
+
+    def _update_default(self, name: str) -> None:
+        ready = [e for e in self._entries.get(name, {}).values() if e.state == State.READY and e.model]
+        if ready:
+            self._defaults[name] = max(ready, key=lambda e: _version_key(e.version)).model  # type: ignore[assignment]
+        else:
+            self._defaults.pop(name, None)
+
+    def _lock(self, name: str) -> asyncio.Lock:
+        return self._locks.setdefault(name, asyncio.Lock())
+
+    @staticmethod
+    async def _unload_instance(model: Model) -> None:
+        model.ready = False
+        try:
+            await model.unload()
+        except Exception:
+            logger.exception("model '%s' failed to unload cleanly", model.name)

@@ -1,0 +1,70 @@
+"""`Server`: composes the registry, data plane and transports, and runs them
+until a signal asks it to stop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+
+import uvicorn
+
+from .dataplane import DataPlane
+from .model import Model
+from .registry import ModelRegistry
+from .rest.app import create_app
+from .settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+class Server:
+    """Serve the models of `settings.model_repository_root` and any `Model`
+    instances given to `start`:
+
+        Server(Settings(http_port=8080)).run([MyModel(ModelSettings(name="m"))])
+    """
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or Settings()
+        self.registry = ModelRegistry()
+        self.dataplane = DataPlane(self.settings, self.registry)
+        self.app = create_app(self.settings, self.dataplane)
+        self._http: uvicorn.Server | None = None
+
+    async def start(self, models: Sequence[Model] = ()) -> None:
+        """Serve until SIGINT/SIGTERM. The HTTP port opens at once (so liveness
+        answers while models load); readiness follows the models."""
+        settings = self.settings
+        config = uvicorn.Config(
+            self.app,
+            host=settings.host,
+            port=settings.http_port,
+            log_level=settings.log_level.lower(),
+            access_log=settings.access_log,
+            log_config=None,
+            lifespan="off",
+        )
+        self._http = uvicorn.Server(config)
+        serving = asyncio.create_task(self._http.serve())
+        try:
+            await self._load(models)
+            await serving
+        finally:
+            if not serving.done():
+                self._http.should_exit = True
+                await serving
+            await self.registry.unload_all()
+
+    def run(self, models: Sequence[Model] = ()) -> None:
+        asyncio.run(self.start(models))
+
+    def stop(self) -> None:
+        if self._http is not None:
+            self._http.should_exit = True
+
+    async def _load(self, models: Sequence[Model]) -> None:
+        if self.settings.load_models_at_startup:
+            await self.dataplane.load_repository()
+        for model in models:
+            await self.dataplane.add_model(model)

@@ -1,0 +1,123 @@
+"""Server and model settings. Sources, lowest priority first: defaults,
+environment variables (`CORE_*` for the server, `CORE_MODEL_*` for models),
+the settings file (`settings.json`, `model-settings.json`), CLI flags."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, TypeVar
+
+import orjson
+from pydantic import Field, PrivateAttr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .errors import ConfigurationError
+from .types import MetadataTensor
+from .version import __version__
+
+logger = logging.getLogger(__name__)
+
+SETTINGS_FILENAME = "settings.json"
+MODEL_SETTINGS_FILENAME = "model-settings.json"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CORE_", extra="ignore", protected_namespaces=())
+
+    debug: bool = False
+    host: str = "0.0.0.0"
+    http_port: int = 8080
+    grpc_port: int = 8081
+    metrics_port: int = 8082
+    metrics_endpoint: str | None = "/metrics"
+    # 0: models run in the server process. Worker processes arrive with the worker pool.
+    parallel_workers: int = 0
+    model_repository_root: str = "."
+    load_models_at_startup: bool = True
+    server_name: str = "core"
+    server_version: str = __version__
+    # Largest request body accepted, in bytes; larger ones get 413.
+    max_request_body_size: int = 256 * 1024 * 1024
+    log_level: str = "INFO"
+    # uvicorn access log lines, one per request (off: they cost throughput).
+    access_log: bool = False
+    root_path: str = ""
+
+
+class ModelParameters(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CORE_MODEL_", extra="allow", protected_namespaces=())
+
+    uri: str | None = None
+    version: str | None = None
+    environment_tarball: str | None = None
+    environment_path: str | None = None
+    format: str | None = None
+    content_type: str | None = None
+    extra: dict[str, Any] = Field(default_factory=dict)
+
+
+class ModelSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CORE_MODEL_", extra="ignore", protected_namespaces=())
+
+    name: str = ""
+    implementation: str = ""
+    platform: str = ""
+    versions: list[str] = Field(default_factory=list)
+    inputs: list[MetadataTensor] = Field(default_factory=list)
+    outputs: list[MetadataTensor] = Field(default_factory=list)
+    parameters: ModelParameters = Field(default_factory=ModelParameters)
+    max_batch_size: int = 0
+    max_batch_time: float = 0.0
+
+    # The model-settings.json this came from: relative paths resolve against its folder.
+    _source: Path | None = PrivateAttr(default=None)
+
+    @property
+    def source(self) -> Path | None:
+        return self._source
+
+    @property
+    def folder(self) -> Path:
+        return self._source.parent if self._source is not None else Path.cwd()
+
+    @property
+    def version(self) -> str | None:
+        return self.parameters.version
+
+
+SettingsT = TypeVar("SettingsT", bound=BaseSettings)
+
+
+def load_settings_file(cls: type[SettingsT], path: Path, **overrides: Any) -> SettingsT:
+    """Settings from a JSON file, with environment variables below it and
+    `overrides` above it. Errors name the file and the field."""
+    try:
+        data = orjson.loads(path.read_bytes())
+    except (OSError, orjson.JSONDecodeError) as error:
+        raise ConfigurationError(f"{path}: cannot read settings: {error}") from None
+    if not isinstance(data, dict):
+        raise ConfigurationError(f"{path}: settings must be a JSON object")
+    unknown = sorted(set(data) - set(cls.model_fields))
+    if unknown:
+        logger.warning("%s: ignoring unknown fields %s", path, unknown)
+    return build_settings(cls, {**data, **overrides}, str(path))
+
+
+def build_settings(cls: type[SettingsT], values: dict[str, Any], source: str) -> SettingsT:
+    try:
+        settings = cls(**values)
+    except ValidationError as error:
+        raise ConfigurationError(f"{source}: {describe_validation_error(error)}") from None
+    if isinstance(settings, ModelSettings) and source.endswith(".json"):
+        settings._source = Path(source).resolve()
+    return settings
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    """One line per problem, each naming the field: `field 'a.b': message`."""
+    problems = []
+    for item in error.errors(include_url=False):
+        location = ".".join(str(part) for part in item["loc"])
+        problems.append(f"field '{location}': {item['msg']}" if location else item["msg"])
+    return "; ".join(problems)

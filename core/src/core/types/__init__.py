@@ -1,0 +1,44 @@
+"""Open Inference Protocol types."""
+
+from .dataplane import (
+    InferenceErrorResponse,
+    InferenceRequest,
+    InferenceResponse,
+    MetadataModelResponse,
+    MetadataServerResponse,
+    MetadataTensor,
+    Parameters,
+    RequestInput,
+    RequestOutput,
+    ResponseOutput,
+)
+from .datatypes import NUMPY_DTYPES, Datatype, to_datatype, to_dtype
+from .repository import (
+    RepositoryIndexRequest,
+    RepositoryIndexResponse,
+    RepositoryIndexResponseItem,
+    State,
+)
+from .tensors import to_ndarray
+
+__all__ = [
+    "NUMPY_DTYPES",
+    "Datatype",
+    "InferenceErrorResponse",
+    "InferenceRequest",
+    "InferenceResponse",
+    "MetadataModelResponse",
+    "MetadataServerResponse",
+    "MetadataTensor",
+    "Parameters",
+    "RepositoryIndexRequest",
+    "RepositoryIndexResponse",
+    "RepositoryIndexResponseItem",
+    "RequestInput",
+    "RequestOutput",
+    "ResponseOutput",
+    "State",
+    "to_datatype",
+    "to_dtype",
+    "to_ndarray",
+]

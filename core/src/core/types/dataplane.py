@@ -1,0 +1,88 @@
+"""Pydantic models of the OIP data plane: requests, responses, metadata, errors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+
+from .datatypes import Datatype
+
+
+class Parameters(BaseModel):
+    """Free-form parameters. `content_type` picks a codec; `headers` carries
+    transport headers to a model (request) and back to the client (response)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    content_type: str | None = None
+    headers: dict[str, str] | None = None
+
+
+class _Base(BaseModel):
+    model_config = ConfigDict(protected_namespaces=())
+
+
+class RequestInput(_Base):
+    name: str
+    shape: list[int]
+    datatype: Datatype
+    parameters: Parameters | None = None
+    data: Any = None
+    # The data as a numpy array, filled on first use by `to_ndarray`.
+    _ndarray: Any = PrivateAttr(default=None)
+
+
+class RequestOutput(_Base):
+    name: str
+    parameters: Parameters | None = None
+
+
+class InferenceRequest(_Base):
+    id: str | None = None
+    parameters: Parameters | None = None
+    inputs: list[RequestInput]
+    outputs: list[RequestOutput] | None = None
+
+
+class ResponseOutput(_Base):
+    name: str
+    shape: list[int]
+    datatype: Datatype
+    parameters: Parameters | None = None
+    data: Any = None
+    _ndarray: Any = PrivateAttr(default=None)
+
+
+class InferenceResponse(_Base):
+    model_name: str
+    model_version: str | None = None
+    id: str | None = None
+    parameters: Parameters | None = None
+    outputs: list[ResponseOutput]
+
+
+class MetadataTensor(_Base):
+    name: str
+    datatype: Datatype
+    shape: list[int]
+    parameters: Parameters | None = None
+
+
+class MetadataServerResponse(_Base):
+    name: str
+    version: str
+    extensions: list[str] = Field(default_factory=list)
+
+
+class MetadataModelResponse(_Base):
+    name: str
+    versions: list[str] = Field(default_factory=list)
+    platform: str = ""
+    inputs: list[MetadataTensor] = Field(default_factory=list)
+    outputs: list[MetadataTensor] = Field(default_factory=list)
+    parameters: Parameters | None = None
+
+
+class InferenceErrorResponse(_Base):
+    error: str

@@ -1,0 +1,101 @@
+"""Turning OIP tensor data (flat or nested JSON lists) into numpy arrays, with
+the checks the protocol implies: known datatype, element types, shape."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from ..errors import BadRequest
+from .datatypes import NUMPY_DTYPES, Datatype
+
+# Which numpy kinds a JSON-decoded list may have for each datatype family.
+_ALLOWED_KINDS = {"b": "b", "u": "bui", "i": "bui", "f": "buif"}
+
+
+def to_ndarray(tensor: Any) -> np.ndarray:
+    """The tensor's data as an array of its datatype and shape.
+
+    `tensor` is a RequestInput or ResponseOutput. The result is cached on the
+    tensor, so codecs and the dataplane can both ask for it at no extra cost."""
+    cached = tensor._ndarray
+    if cached is not None:
+        return cached
+    array = _convert(tensor.name, tensor.datatype, tensor.shape, tensor.data)
+    tensor._ndarray = array
+    return array
+
+
+def _convert(name: str, datatype: Datatype, shape: list[int], data: Any) -> np.ndarray:
+    if any(dim < 0 for dim in shape):
+        raise BadRequest(f"tensor '{name}': shape {shape} has a negative dimension")
+    if data is None:
+        raise BadRequest(f"tensor '{name}' has no data")
+    expected = math.prod(shape)
+    if datatype == Datatype.BYTES:
+        array = _bytes_array(name, data)
+    else:
+        array = _numeric_array(name, datatype, data)
+    if array.size != expected:
+        raise BadRequest(
+            f"tensor '{name}': shape {shape} holds {expected} elements "
+            f"but data has {array.size}"
+        )
+    return array.reshape(shape)
+
+
+def _numeric_array(name: str, datatype: Datatype, data: Any) -> np.ndarray:
+    target = NUMPY_DTYPES[datatype]
+    if isinstance(data, np.ndarray):
+        raw = data
+    else:
+        try:
+            raw = np.asarray(data)
+        except ValueError as error:  # ragged nesting
+            raise BadRequest(f"tensor '{name}': data is not a regular array: {error}") from None
+    if raw.dtype == target:
+        return raw
+    if raw.size == 0:
+        return raw.astype(target)
+    if raw.dtype.kind not in _ALLOWED_KINDS[target.kind]:
+        raise BadRequest(
+            f"tensor '{name}': datatype {datatype.value} needs "
+            f"{_describe(target)} elements, got {_describe(raw.dtype)}"
+        )
+    if target.kind in "iu" and raw.dtype.kind in "iu":
+        info = np.iinfo(target)
+        if raw.min() < info.min or raw.max() > info.max:
+            raise BadRequest(
+                f"tensor '{name}': values out of range for {datatype.value} "
+                f"[{info.min}, {info.max}]"
+            )
+    return raw.astype(target)
+
+
+def _bytes_array(name: str, data: Any) -> np.ndarray:
+    flat: list[bytes] = []
+    stack = [data] if not isinstance(data, list) else list(reversed(data))
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(reversed(item))
+        elif isinstance(item, bytes):
+            flat.append(item)
+        elif isinstance(item, str):
+            flat.append(item.encode("utf-8"))
+        else:
+            raise BadRequest(
+                f"tensor '{name}': datatype BYTES needs string elements, "
+                f"got {type(item).__name__}"
+            )
+    array = np.empty(len(flat), dtype=object)
+    array[:] = flat
+    return array
+
+
+def _describe(dtype: np.dtype) -> str:
+    return {"b": "boolean", "u": "integer", "i": "integer", "f": "number"}.get(
+        dtype.kind, "string" if dtype.kind in "US" else "mixed"
+    )

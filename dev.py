@@ -1,0 +1,75 @@
+#!/usr/bin/env python3
+"""One-command set-up for this repository, needing only Python 3 and pip.
+
+    python3 dev.py example   # set up .venv, then serve examples/iris on :8080
+    python3 dev.py test      # set up .venv, then run the whole test suite
+
+Both create .venv (once) and install the packages of this repository into it
+in editable mode, with what the tests need. Extra arguments go to pytest (or
+to `core start` for `example`)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+PYTHON = BIN / "python"
+STAMP = VENV / ".installed"
+
+PACKAGES = ["-e", "core[pandas]", "-e", "plugins/sklearn"]
+TEST_TOOLS = ["pytest>=8", "httpx>=0.27", "tritonclient[http]>=2.40", "build>=1.0"]
+
+
+def _requirements_signature() -> str:
+    """Changes when any package's dependencies change, so set-up reruns pip."""
+    files = [ROOT / "dev.py", ROOT / "core/pyproject.toml", *ROOT.glob("plugins/*/pyproject.toml")]
+    return "".join(str(path.stat().st_mtime_ns) for path in sorted(files))
+
+
+def setup() -> None:
+    if not PYTHON.exists():
+        print(f"creating {VENV}", flush=True)
+        venv.EnvBuilder(with_pip=True).create(VENV)
+    signature = _requirements_signature()
+    if STAMP.exists() and STAMP.read_text() == signature:
+        return
+    print("installing packages into .venv", flush=True)
+    pip = [str(PYTHON), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
+    subprocess.run([*pip, "--upgrade", "pip"], check=True, cwd=ROOT)
+    subprocess.run([*pip, *PACKAGES, *TEST_TOOLS], check=True, cwd=ROOT)
+    STAMP.write_text(signature)
+
+
+def example(args: list[str]) -> int:
+    iris = ROOT / "examples" / "iris"
+    if not (iris / "model.joblib").exists():
+        subprocess.run([str(PYTHON), str(iris / "train.py")], check=True)
+    command = [str(PYTHON), "-m", "core", "start", str(iris), "--http-port", "8080", *args]
+    print("serving examples/iris on http://127.0.0.1:8080 (Ctrl+C stops)", flush=True)
+    try:
+        return subprocess.call(command)
+    except KeyboardInterrupt:
+        return 0
+
+
+def test(args: list[str]) -> int:
+    return subprocess.call([str(PYTHON), "-m", "pytest", *args], cwd=ROOT)
+
+
+def main() -> int:
+    commands = {"example": example, "test": test}
+    if len(sys.argv) < 2 or sys.argv[1] not in commands:
+        print(__doc__)
+        return 2
+    setup()
+    return commands[sys.argv[1]](sys.argv[2:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,56 @@
+"""`SKLearnModel`: serves a scikit-learn estimator saved with joblib or pickle."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import joblib
+import numpy as np
+
+from core import BadRequest, Model, run_in_thread
+from core.codecs import NumpyCodec, NumpyRequestCodec
+from core.storage import get_model_uri
+from core.types import InferenceRequest, InferenceResponse, RequestOutput
+
+WELLKNOWN_ARTIFACTS = ("model.joblib", "model.pkl", "model.pickle")
+
+PREDICT = "predict"
+PREDICT_PROBA = "predict_proba"
+TRANSFORM = "transform"
+METHODS = (PREDICT, PREDICT_PROBA, TRANSFORM)
+
+
+class SKLearnModel(Model):
+    """Outputs `predict` by default; `predict_proba` and `transform` on request."""
+
+    async def load(self) -> bool:
+        path = get_model_uri(self.settings, WELLKNOWN_ARTIFACTS)
+        self._estimator = await run_in_thread(joblib.load, path)
+        self._available = [m for m in METHODS if callable(getattr(self._estimator, m, None))]
+        if not self._available:
+            raise TypeError(f"{path} holds a {type(self._estimator).__name__}, not an estimator")
+        return True
+
+    async def predict(self, payload: InferenceRequest) -> InferenceResponse:
+        requested = payload.outputs or [RequestOutput(name=self._available[0])]
+        unknown = [output.name for output in requested if output.name not in self._available]
+        if unknown:
+            raise BadRequest(
+                f"model '{self.name}' has no output {', '.join(map(repr, unknown))}; "
+                f"available outputs: {', '.join(self._available)}"
+            )
+        features = self.decode_request(payload, default_codec=NumpyRequestCodec)
+        methods = [output.name for output in requested]
+        results = await run_in_thread(self._call, features, methods)
+        return InferenceResponse(
+            model_name=self.name,
+            model_version=self.version,
+            outputs=[
+                self.encode(result, output, default_codec=NumpyCodec)
+                for result, output in zip(results, requested)
+            ],
+        )
+
+    def _call(self, features: Any, methods: list[str]) -> list[np.ndarray]:
+        # One hop to the thread pool for all requested outputs.
+        return [np.asarray(getattr(self._estimator, method)(features)) for method in methods]
