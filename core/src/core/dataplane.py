@@ -75,7 +75,10 @@ class DataPlane:
         )
 
     async def model_metadata(self, name: str, version: str | None = None) -> MetadataModelResponse:
-        return await self.registry.get(name, version).metadata()
+        metadata = await self.registry.get(name, version).metadata()
+        if not metadata.versions:
+            metadata.versions = sorted(e.version for e in self.registry.versions(name) if e.version)
+        return metadata
 
     def model_ready(self, name: str, version: str | None = None) -> bool:
         try:
