@@ -4,7 +4,7 @@ inference and the model repository. Nothing here knows HTTP or gRPC."""
 from __future__ import annotations
 
 import logging
-import uuid
+import random
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -28,6 +28,13 @@ from .types import (
 logger = logging.getLogger(__name__)
 
 EXTENSIONS = ["model_repository"]
+
+
+def new_request_id() -> str:
+    """A random UUID-shaped id. Request ids need not be unpredictable, and
+    this is several times cheaper than uuid.uuid4()."""
+    digits = f"{random.getrandbits(128):032x}"
+    return f"{digits[:8]}-{digits[8:12]}-4{digits[13:16]}-{digits[16:20]}-{digits[20:]}"
 
 
 class DataPlane:
@@ -104,7 +111,7 @@ class DataPlane:
         for request_input in payload.inputs:
             to_ndarray(request_input)  # rejects bad shapes and element types with a 400
         if payload.id is None:
-            payload.id = str(uuid.uuid4())
+            payload.id = new_request_id()
         if headers:
             if payload.parameters is None:
                 payload.parameters = Parameters(headers=dict(headers))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from dataclasses import dataclass
 
 from .errors import CoreError, ModelLoadError, ModelNotFound, ModelNotReady
@@ -14,6 +15,8 @@ from .settings import ModelSettings
 from .types import State
 
 logger = logging.getLogger(__name__)
+
+_NUMERIC_VERSION = re.compile(r"[vV]?(\d+(?:\.\d+)*)")
 
 
 @dataclass
@@ -25,13 +28,15 @@ class ModelEntry:
     model: Model | None = None
 
 
-def _version_key(version: str | None) -> tuple[int, int, str]:
-    # Numeric versions compare as numbers and rank above names; no version ranks lowest.
+def _version_key(version: str | None) -> tuple[int, tuple[int, ...], str]:
+    # Numeric versions ("10", "1.10.0", "v2") compare part by part as numbers and
+    # rank above names; no version ranks lowest.
     if version is None:
-        return (0, 0, "")
-    if version.isdigit():
-        return (2, int(version), version)
-    return (1, 0, version)
+        return (0, (), "")
+    numeric = _NUMERIC_VERSION.fullmatch(version)
+    if numeric is not None:
+        return (2, tuple(int(part) for part in numeric.group(1).split(".")), version)
+    return (1, (), version)
 
 
 class ModelRegistry:

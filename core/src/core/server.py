@@ -13,6 +13,7 @@ from .dataplane import DataPlane
 from .model import Model
 from .registry import ModelRegistry
 from .rest.app import create_app
+from .rest.fast_infer import FastInferApp
 from .settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -37,7 +38,7 @@ class Server:
         answers while models load); readiness follows the models."""
         settings = self.settings
         config = uvicorn.Config(
-            self.app,
+            FastInferApp(self.app, self.dataplane, settings.max_request_body_size),
             host=settings.host,
             port=settings.http_port,
             log_level=settings.log_level.lower(),
@@ -57,7 +58,13 @@ class Server:
             await self.registry.unload_all()
 
     def run(self, models: Sequence[Model] = ()) -> None:
-        asyncio.run(self.start(models))
+        """`start` on uvloop when it is installed (it is, with uvicorn[standard])."""
+        try:
+            import uvloop
+        except ImportError:
+            asyncio.run(self.start(models))
+        else:
+            uvloop.run(self.start(models))
 
     def stop(self) -> None:
         if self._http is not None:

@@ -2,23 +2,23 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 from typing import Any
 
 from fastapi import APIRouter, Request
-from pydantic import ValidationError
 from starlette.responses import Response
 
 from ..dataplane import DataPlane
 from ..types import (
     InferenceErrorResponse,
-    InferenceRequest,
     InferenceResponse,
     MetadataModelResponse,
     MetadataServerResponse,
 )
 from .body import read_body
-from .errors import describe_request_error, error_response
-from .responses import JSONResponse, dumps
+from .fast_infer import parse_inference_request, render_inference_response
+from .responses import JSONResponse
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": InferenceErrorResponse} for status in (400, 404, 413, 500, 503)
@@ -37,9 +37,22 @@ _INFER_BODY = {
 
 
 def _versioned(router: APIRouter, path: str, method: str, endpoint: Any, **kwargs: Any) -> None:
-    """Register `endpoint` at `/v2/models/{name}{path}` and its versioned twin."""
-    for prefix in ("/v2/models/{name}", "/v2/models/{name}/versions/{version}"):
-        router.add_api_route(prefix + path, endpoint, methods=[method], **kwargs)
+    """Register `endpoint` at `/v2/models/{name}/versions/{version}{path}` and
+    at `/v2/models/{name}{path}`, where `version` is not a parameter at all."""
+    router.add_api_route(f"/v2/models/{{name}}/versions/{{version}}{path}", endpoint, methods=[method], **kwargs)
+    router.add_api_route(f"/v2/models/{{name}}{path}", _without_version(endpoint), methods=[method], **kwargs)
+
+
+def _without_version(endpoint: Any) -> Any:
+    @functools.wraps(endpoint)
+    async def unversioned(*args: Any, **kwargs: Any) -> Any:
+        return await endpoint(*args, **kwargs)
+
+    signature = inspect.signature(endpoint)
+    unversioned.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=[p for p in signature.parameters.values() if p.name != "version"]
+    )
+    return unversioned
 
 
 def dataplane_router(dataplane: DataPlane, max_body_size: int) -> APIRouter:
@@ -63,16 +76,12 @@ def dataplane_router(dataplane: DataPlane, max_body_size: int) -> APIRouter:
         return JSONResponse(await dataplane.model_metadata(name, version))
 
     async def infer(request: Request, name: str, version: str | None = None) -> Response:
-        body = await read_body(request, max_body_size)
-        try:
-            payload = InferenceRequest.model_validate_json(body)
-        except ValidationError as error:
-            return error_response(400, describe_request_error(error))
+        # Normally answered by FastInferApp before FastAPI; kept for the
+        # OpenAPI document and for apps that mount the router alone.
+        payload = parse_inference_request(await read_body(request, max_body_size))
         result = await dataplane.infer(payload, name, version, request.headers)
-        headers = None
-        if result.parameters is not None and result.parameters.headers:
-            headers, result.parameters.headers = result.parameters.headers, None
-        return Response(dumps(result), media_type="application/json", headers=headers)
+        content, headers = render_inference_response(result)
+        return Response(content, media_type="application/json", headers=headers)
 
     router.add_api_route("/v2/health/live", live, methods=["GET"], tags=["health"])
     router.add_api_route("/v2/health/ready", ready, methods=["GET"], tags=["health"])

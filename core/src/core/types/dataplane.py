@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic import BaseModel, ConfigDict, Field
 
 from .datatypes import Datatype
 
@@ -29,8 +29,6 @@ class RequestInput(_Base):
     datatype: Datatype
     parameters: Parameters | None = None
     data: Any = None
-    # The data as a numpy array, filled on first use by `to_ndarray`.
-    _ndarray: Any = PrivateAttr(default=None)
 
 
 class RequestOutput(_Base):
@@ -51,7 +49,6 @@ class ResponseOutput(_Base):
     datatype: Datatype
     parameters: Parameters | None = None
     data: Any = None
-    _ndarray: Any = PrivateAttr(default=None)
 
 
 class InferenceResponse(_Base):

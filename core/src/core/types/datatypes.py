@@ -57,7 +57,8 @@ def to_dtype(datatype: Datatype | str) -> np.dtype:
 
 def to_datatype(dtype: np.dtype) -> Datatype:
     """The OIP datatype for a numpy dtype; strings, bytes and objects are BYTES."""
-    found = _DATATYPES_BY_KIND.get(np.dtype(dtype))
+    dtype = np.dtype(dtype)  # also numpy scalar types (np.float32, np.str_)
+    found = _DATATYPES_BY_KIND.get(dtype.newbyteorder("="))
     if found is not None:
         return found
     if dtype.kind in ("U", "S", "O"):

@@ -11,6 +11,8 @@ import numpy as np
 from ..errors import BadRequest
 from .datatypes import NUMPY_DTYPES, Datatype
 
+_CACHE = "_ndarray"
+
 # Which numpy kinds a JSON-decoded list may have for each datatype family.
 _ALLOWED_KINDS = {"b": "b", "u": "bui", "i": "bui", "f": "buif"}
 
@@ -19,12 +21,15 @@ def to_ndarray(tensor: Any) -> np.ndarray:
     """The tensor's data as an array of its datatype and shape.
 
     `tensor` is a RequestInput or ResponseOutput. The result is cached on the
-    tensor, so codecs and the dataplane can both ask for it at no extra cost."""
-    cached = tensor._ndarray
+    tensor, so codecs and the dataplane can both ask for it at no extra cost.
+    (The cache sits in the instance __dict__ outside the declared fields:
+    pydantic neither validates nor serialises it, and a pydantic private
+    attribute would cost every request model an extra initialisation.)"""
+    cached = tensor.__dict__.get(_CACHE)
     if cached is not None:
         return cached
     array = _convert(tensor.name, tensor.datatype, tensor.shape, tensor.data)
-    tensor._ndarray = array
+    object.__setattr__(tensor, _CACHE, array)
     return array
 
 
@@ -59,6 +64,12 @@ def _numeric_array(name: str, datatype: Datatype, data: Any) -> np.ndarray:
         return raw
     if raw.size == 0:
         return raw.astype(target)
+    if target.kind in "iu" and raw.dtype.kind in "fO" and not isinstance(data, np.ndarray):
+        # numpy reads ints above 2**63 mixed with smaller ones as float64 (losing
+        # precision), and ints beyond 64 bits as objects: check the Python ints.
+        exact = _python_ints(name, datatype, data, raw.shape)
+        if exact is not None:
+            return exact
     if raw.dtype.kind not in _ALLOWED_KINDS[target.kind]:
         raise BadRequest(
             f"tensor '{name}': datatype {datatype.value} needs "
@@ -72,6 +83,18 @@ def _numeric_array(name: str, datatype: Datatype, data: Any) -> np.ndarray:
                 f"[{info.min}, {info.max}]"
             )
     return raw.astype(target)
+
+
+def _python_ints(name: str, datatype: Datatype, data: Any, shape: tuple[int, ...]) -> np.ndarray | None:
+    values = np.array(data, dtype=object).ravel().tolist()
+    if not all(isinstance(value, int) for value in values):
+        return None
+    info = np.iinfo(NUMPY_DTYPES[datatype])
+    if min(values) < info.min or max(values) > info.max:
+        raise BadRequest(
+            f"tensor '{name}': values out of range for {datatype.value} [{info.min}, {info.max}]"
+        )
+    return np.array(values, dtype=NUMPY_DTYPES[datatype]).reshape(shape)
 
 
 def _bytes_array(name: str, data: Any) -> np.ndarray:

@@ -29,10 +29,11 @@ class SKLearnModel(Model):
         self._available = [m for m in METHODS if callable(getattr(self._estimator, m, None))]
         if not self._available:
             raise TypeError(f"{path} holds a {type(self._estimator).__name__}, not an estimator")
+        self._default_outputs = [RequestOutput(name=self._available[0])]
         return True
 
     async def predict(self, payload: InferenceRequest) -> InferenceResponse:
-        requested = payload.outputs or [RequestOutput(name=self._available[0])]
+        requested = payload.outputs or self._default_outputs
         unknown = [output.name for output in requested if output.name not in self._available]
         if unknown:
             raise BadRequest(
@@ -41,7 +42,12 @@ class SKLearnModel(Model):
             )
         features = self.decode_request(payload, default_codec=NumpyRequestCodec)
         methods = [output.name for output in requested]
-        results = await run_in_thread(self._call, features, methods)
+        try:
+            results = await run_in_thread(self._call, features, methods)
+        except ValueError as error:
+            # scikit-learn reports input it cannot use (wrong number of features,
+            # unknown column names, NaN) as ValueError: a bad request, not a 500.
+            raise BadRequest(f"model '{self.name}': {error}") from None
         return InferenceResponse(
             model_name=self.name,
             model_version=self.version,

@@ -1,0 +1,108 @@
+"""The inference hot path as a plain ASGI app in front of FastAPI.
+
+FastAPI's middleware stack, routing and Request objects cost more than the
+whole OIP request handling does; `POST .../infer` skips them. The FastAPI
+route for infer stays registered, so the OpenAPI document still shows it,
+and both paths share the parsing and error handling below."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from pydantic import ValidationError
+
+from ..dataplane import DataPlane
+from ..errors import BadRequest, CoreError, PayloadTooLarge
+from ..types import InferenceRequest, InferenceResponse
+from .errors import describe_request_error
+from .responses import dumps
+
+logger = logging.getLogger(__name__)
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+_INFER_PATH = re.compile(r"^/v2/models/([^/]+)(?:/versions/([^/]+))?/infer$")
+_JSON = (b"content-type", b"application/json")
+
+
+def parse_inference_request(body: bytes) -> InferenceRequest:
+    try:
+        return InferenceRequest.model_validate_json(body)
+    except ValidationError as error:
+        raise BadRequest(describe_request_error(error)) from None
+
+
+def render_inference_response(response: InferenceResponse) -> tuple[bytes, dict[str, str] | None]:
+    """The JSON body, and the headers the model set in `parameters.headers`
+    (sent as HTTP headers, not in the body)."""
+    headers = None
+    if response.parameters is not None and response.parameters.headers:
+        headers, response.parameters.headers = response.parameters.headers, None
+    return dumps(response), headers
+
+
+class FastInferApp:
+    def __init__(self, app: ASGIApp, dataplane: DataPlane, max_body_size: int) -> None:
+        self.app = app
+        self.dataplane = dataplane
+        self.max_body_size = max_body_size
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            match = _INFER_PATH.match(scope["path"])
+            if match is not None:
+                await self._infer(scope, receive, send, match.group(1), match.group(2))
+                return
+        await self.app(scope, receive, send)
+
+    async def _infer(
+        self, scope: Scope, receive: Receive, send: Send, name: str, version: str | None
+    ) -> None:
+        headers = {key.decode("latin-1"): value.decode("latin-1") for key, value in scope["headers"]}
+        try:
+            body = await self._read_body(headers, receive)
+            payload = parse_inference_request(body)
+            response = await self.dataplane.infer(payload, name, version, headers)
+            content, extra_headers = render_inference_response(response)
+            status = 200
+        except CoreError as error:
+            status, content, extra_headers = error.status_code, dumps({"error": error.message}), None
+        except Exception:
+            logger.exception("unhandled error on POST %s", scope["path"])
+            status, content, extra_headers = 500, dumps({"error": "internal server error"}), None
+        raw_headers = [_JSON, (b"content-length", str(len(content)).encode())]
+        if extra_headers:
+            raw_headers += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in extra_headers.items()]
+        await send({"type": "http.response.start", "status": status, "headers": raw_headers})
+        await send({"type": "http.response.body", "body": content})
+
+    async def _read_body(self, headers: dict[str, str], receive: Receive) -> bytes:
+        limit = self.max_body_size
+        declared = headers.get("content-length")
+        if declared is not None:
+            if not declared.isdigit():
+                raise BadRequest(f"invalid Content-Length header: {declared!r}")
+            if int(declared) > limit:
+                raise PayloadTooLarge(
+                    f"request body of {declared} bytes exceeds the limit of {limit} bytes"
+                )
+        chunks: list[bytes] = []
+        received = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise BadRequest("client disconnected before sending the whole body")
+            chunk = message.get("body", b"")
+            received += len(chunk)
+            if received > limit:
+                raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
