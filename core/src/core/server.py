@@ -4,8 +4,11 @@ until a signal asks it to stop."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Sequence
+import signal
+import threading
+from collections.abc import Iterator, Sequence
 
 import uvicorn
 
@@ -17,6 +20,25 @@ from .rest.fast_infer import FastInferApp
 from .settings import Settings
 
 logger = logging.getLogger(__name__)
+
+
+class _HTTPServer(uvicorn.Server):
+    """uvicorn re-raises a caught SIGTERM as soon as HTTP has stopped, which
+    killed the process before `Server.start` unloaded the models. Catch the
+    signals without re-raising them, so the shutdown finishes."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        signals = (signal.SIGINT, signal.SIGTERM)
+        original = {sig: signal.signal(sig, self.handle_exit) for sig in signals}
+        try:
+            yield
+        finally:
+            for sig, handler in original.items():
+                signal.signal(sig, handler)
 
 
 class Server:
@@ -46,7 +68,7 @@ class Server:
             log_config=None,
             lifespan="off",
         )
-        self._http = uvicorn.Server(config)
+        self._http = _HTTPServer(config)
         serving = asyncio.create_task(self._http.serve())
         try:
             await self._load(models)

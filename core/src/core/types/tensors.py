@@ -26,11 +26,26 @@ def to_ndarray(tensor: Any) -> np.ndarray:
     pydantic neither validates nor serialises it, and a pydantic private
     attribute would cost every request model an extra initialisation.)"""
     cached = tensor.__dict__.get(_CACHE)
-    if cached is not None:
-        return cached
+    if cached is not None and cached.data is tensor.data and cached.shape is tensor.shape:
+        return cached.array
     array = _convert(tensor.name, tensor.datatype, tensor.shape, tensor.data)
-    object.__setattr__(tensor, _CACHE, array)
+    object.__setattr__(tensor, _CACHE, _Cached(array, tensor.data, tensor.shape))
     return array
+
+
+class _Cached:
+    """The cached array and the data and shape it came from. It compares by
+    identity, so pydantic's `==` on tensors (which compares instance dicts
+    first) falls back to the declared fields instead of comparing arrays; and
+    a tensor whose data or shape was replaced (`model_copy(update=...)`, an
+    assignment) is converted again."""
+
+    __slots__ = ("array", "data", "shape")
+
+    def __init__(self, array: np.ndarray, data: Any, shape: Any) -> None:
+        self.array = array
+        self.data = data
+        self.shape = shape
 
 
 def _convert(name: str, datatype: Datatype, shape: list[int], data: Any) -> np.ndarray:
