@@ -8,6 +8,7 @@ time, so it is kept to the minimum."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import threading
 from collections.abc import Callable
@@ -66,10 +67,9 @@ class ThreadPool:
                 result, error = function(*args), None
             except BaseException as exc:
                 result, error = None, exc
-            try:
+            # RuntimeError: the loop closed meanwhile, and nobody waits any more.
+            with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(_resolve, future, result, error)
-            except RuntimeError:  # the loop closed meanwhile: nobody waits any more
-                pass
             del job, future, result, error
             with self._lock:
                 self._idle += 1

@@ -57,11 +57,12 @@ class ModelRegistry:
                 raise ModelNotFound(name)
             entry = max(versions.values(), key=lambda e: _version_key(e.version))
         else:
-            entry = self._entries.get(name, {}).get(version)
-            if entry is None:
+            found = self._entries.get(name, {}).get(version)
+            if found is None:
                 raise ModelNotFound(name, version)
-            if entry.state == State.READY and entry.model is not None:
-                return entry.model
+            if found.state == State.READY and found.model is not None:
+                return found.model
+            entry = found
         detail = f": {entry.reason}" if entry.reason else ""
         raise ModelNotReady(f"model '{name}' is not ready ({entry.state.value}{detail})")
 

@@ -51,7 +51,7 @@ class ServerProcess:
         self.wait_for = wait_for
         self.timeout = timeout
         self.process: subprocess.Popen[bytes] | None = None
-        self._log = tempfile.TemporaryFile()
+        self._log = tempfile.TemporaryFile()  # noqa: SIM115  (lives as long as the server)
 
     def start(self) -> ServerProcess:
         self.process = subprocess.Popen(

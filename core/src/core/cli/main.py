@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 from pathlib import Path
@@ -74,10 +75,8 @@ def _start(args: argparse.Namespace) -> int:
         level=settings.log_level.upper(),
         format="%(asctime)s [%(levelname)s] %(name)s: %(message)s",
     )
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         Server(settings).run()
-    except KeyboardInterrupt:
-        pass
     return 0
 
 

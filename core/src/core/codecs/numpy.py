@@ -20,7 +20,8 @@ from .base import InputCodec, RequestCodec
 
 
 def _flat_data(array: np.ndarray) -> list[Any]:
-    return array.ravel().tolist()
+    data: list[Any] = array.ravel().tolist()
+    return data
 
 
 def _tensor_fields(array: np.ndarray) -> dict[str, Any]:

@@ -3,7 +3,7 @@ built-in codecs arrive the same way) the first time a codec is looked up."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from .base import InputCodec, RequestCodec
 
@@ -53,13 +53,13 @@ def find_input_codec(
     content_type: str | None = None, type_hint: Any = None, payload: Any = None
 ) -> type[InputCodec] | None:
     """The input codec for a content type, a type hint or a payload to encode."""
-    return _find(_input_codecs, content_type, type_hint, payload)
+    return cast("type[InputCodec] | None", _find(_input_codecs, content_type, type_hint, payload))
 
 
 def find_request_codec(
     content_type: str | None = None, type_hint: Any = None, payload: Any = None
 ) -> type[RequestCodec] | None:
-    return _find(_request_codecs, content_type, type_hint, payload)
+    return cast("type[RequestCodec] | None", _find(_request_codecs, content_type, type_hint, payload))
 
 
 def input_codecs() -> dict[str, type[InputCodec]]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from ..errors import CodecError
 from ..types import (
@@ -28,7 +28,10 @@ def decode_strings(tensor: Any) -> list[str]:
         raise CodecError(f"tensor '{tensor.name}' is not valid UTF-8: {error}") from None
 
 
-def strings_tensor(cls: type, name: str, payload: list[Any], content_type: str) -> Any:
+TensorT = TypeVar("TensorT", RequestInput, ResponseOutput)
+
+
+def strings_tensor(cls: type[TensorT], name: str, payload: list[Any], content_type: str) -> TensorT:
     """A BYTES tensor of one element per row: shape [n, 1]."""
     return cls(
         name=name,

@@ -25,7 +25,7 @@ def to_ndarray(tensor: Any) -> np.ndarray:
     (The cache sits in the instance __dict__ outside the declared fields:
     pydantic neither validates nor serialises it, and a pydantic private
     attribute would cost every request model an extra initialisation.)"""
-    cached = tensor.__dict__.get(_CACHE)
+    cached: _Cached | None = tensor.__dict__.get(_CACHE)
     if cached is not None and cached.data is tensor.data and cached.shape is tensor.shape:
         return cached.array
     array = _convert(tensor.name, tensor.datatype, tensor.shape, tensor.data)
@@ -54,14 +54,11 @@ def _convert(name: str, datatype: Datatype, shape: list[int], data: Any) -> np.n
     if data is None:
         raise BadRequest(f"tensor '{name}' has no data")
     expected = math.prod(shape)
-    if datatype == Datatype.BYTES:
-        array = _bytes_array(name, data)
-    else:
-        array = _numeric_array(name, datatype, data)
+    is_bytes = datatype == Datatype.BYTES
+    array = _bytes_array(name, data) if is_bytes else _numeric_array(name, datatype, data)
     if array.size != expected:
         raise BadRequest(
-            f"tensor '{name}': shape {shape} holds {expected} elements "
-            f"but data has {array.size}"
+            f"tensor '{name}': shape {shape} holds {expected} elements but data has {array.size}"
         )
     return array.reshape(shape)
 
@@ -94,8 +91,7 @@ def _numeric_array(name: str, datatype: Datatype, data: Any) -> np.ndarray:
         info = np.iinfo(target)
         if raw.min() < info.min or raw.max() > info.max:
             raise BadRequest(
-                f"tensor '{name}': values out of range for {datatype.value} "
-                f"[{info.min}, {info.max}]"
+                f"tensor '{name}': values out of range for {datatype.value} [{info.min}, {info.max}]"
             )
     return raw.astype(target)
 
@@ -125,8 +121,7 @@ def _bytes_array(name: str, data: Any) -> np.ndarray:
             flat.append(item.encode("utf-8"))
         else:
             raise BadRequest(
-                f"tensor '{name}': datatype BYTES needs string elements, "
-                f"got {type(item).__name__}"
+                f"tensor '{name}': datatype BYTES needs string elements, got {type(item).__name__}"
             )
     array = np.empty(len(flat), dtype=object)
     array[:] = flat

@@ -53,7 +53,7 @@ class SKLearnModel(Model):
             model_version=self.version,
             outputs=[
                 self.encode(result, output, default_codec=NumpyCodec)
-                for result, output in zip(results, requested)
+                for result, output in zip(results, requested, strict=True)
             ],
         )
 
