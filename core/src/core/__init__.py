@@ -4,7 +4,6 @@ from .codecs import decode_args
 from .errors import BadRequest, CoreError
 from .executor import run_in_thread
 from .model import Model
-from .server import Server
 from .settings import ModelParameters, ModelSettings, Settings
 from .version import __version__
 
@@ -20,3 +19,13 @@ __all__ = [
     "decode_args",
     "run_in_thread",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # The server pulls in FastAPI and uvicorn: import it only when asked, so
+    # client code using `core.codecs` or `core.types` stays light.
+    if name == "Server":
+        from .server import Server
+
+        return Server
+    raise AttributeError(name)

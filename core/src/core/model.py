@@ -7,7 +7,7 @@ from typing import Any
 
 from .codecs.base import InputCodec, RequestCodec, content_type_of
 from .codecs.decorator import encode_result
-from .codecs.registry import find_input_codec, find_request_codec
+from .codecs.registry import find_input_codec, find_request_codec, input_codec_for, request_codec_for
 from .errors import NotImplementedByModel
 from .settings import ModelSettings
 from .types import (
@@ -108,8 +108,7 @@ class Model:
         self, payload: InferenceRequest, default_codec: type[RequestCodec] | None = None
     ) -> Any:
         content_type = content_type_of(payload) or self._settings.parameters.content_type
-        codec = find_request_codec(content_type) if content_type else None
-        codec = codec or default_codec
+        codec = request_codec_for(content_type) if content_type else default_codec
         return codec.decode_request(payload) if codec else payload
 
     def encode(
@@ -139,4 +138,4 @@ class Model:
     ) -> type[InputCodec] | None:
         if content_type is None and name in metadata:
             content_type = content_type_of(metadata[name])
-        return find_input_codec(content_type) if content_type else None
+        return input_codec_for(content_type) if content_type else None

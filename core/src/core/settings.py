@@ -46,7 +46,10 @@ class Settings(BaseSettings):
 
 
 class ModelParameters(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="CORE_MODEL_", extra="allow", protected_namespaces=())
+    # coerce_numbers_to_str: `"version": 1` is as good as `"version": "1"`.
+    model_config = SettingsConfigDict(
+        env_prefix="CORE_MODEL_", extra="allow", protected_namespaces=(), coerce_numbers_to_str=True
+    )
 
     uri: str | None = None
     version: str | None = None

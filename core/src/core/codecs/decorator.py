@@ -12,8 +12,8 @@ from typing import Any, get_args, get_origin, get_type_hints
 
 from ..errors import BadRequest, CodecError
 from ..types import InferenceRequest, InferenceResponse, ResponseOutput
-from .base import content_type_of
-from .registry import find_input_codec, find_request_codec
+from .base import InputCodec, content_type_of
+from .registry import find_input_codec, find_request_codec, input_codec_for
 
 Predict = Callable[..., Awaitable[Any]]
 
@@ -38,8 +38,11 @@ def decode_args(predict: Predict) -> Callable[[Any, InferenceRequest], Awaitable
                     raise BadRequest(f"input '{parameter.name}' is missing; the model takes {names}")
                 continue
             content_type = content_type_of(tensor)
-            codec = find_input_codec(content_type=content_type) if content_type else None
-            codec = codec or find_input_codec(type_hint=hints.get(parameter.name))
+            codec: type[InputCodec] | None
+            if content_type:
+                codec = input_codec_for(content_type)
+            else:
+                codec = find_input_codec(type_hint=hints.get(parameter.name))
             arguments[parameter.name] = codec.decode_input(tensor) if codec else tensor.data
         result = await predict(self, **arguments)
         return encode_result(self.name, self.version, result, return_hint)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any, cast
 
+from ..errors import CodecError
 from .base import InputCodec, RequestCodec
 
 _input_codecs: dict[str, type[InputCodec]] = {}
@@ -60,6 +61,26 @@ def find_request_codec(
     content_type: str | None = None, type_hint: Any = None, payload: Any = None
 ) -> type[RequestCodec] | None:
     return cast("type[RequestCodec] | None", _find(_request_codecs, content_type, type_hint, payload))
+
+
+def input_codec_for(content_type: str) -> type[InputCodec]:
+    """The input codec of a content type a request or settings named; a 400
+    naming the known ones when there is none."""
+    codec = find_input_codec(content_type)
+    if codec is None:
+        raise CodecError(
+            f"unknown content type '{content_type}' (input codecs: {', '.join(sorted(_input_codecs))})"
+        )
+    return codec
+
+
+def request_codec_for(content_type: str) -> type[RequestCodec]:
+    codec = find_request_codec(content_type)
+    if codec is None:
+        raise CodecError(
+            f"unknown content type '{content_type}' (request codecs: {', '.join(sorted(_request_codecs))})"
+        )
+    return codec
 
 
 def input_codecs() -> dict[str, type[InputCodec]]:

@@ -65,13 +65,12 @@ def _import_file(path: Path) -> ModuleType:
         raise ImportError(f"cannot load {path}")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
-    # Let the runtime import its sibling modules, as MLServer allows.
-    sys.path.insert(0, str(path.parent))
+    # Let the runtime import its sibling modules, at load and later, as MLServer allows.
+    if str(path.parent) not in sys.path:
+        sys.path.insert(0, str(path.parent))
     try:
         spec.loader.exec_module(module)
     except BaseException:
         del sys.modules[name]
         raise
-    finally:
-        sys.path.remove(str(path.parent))
     return module

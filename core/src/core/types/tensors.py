@@ -93,6 +93,12 @@ def _numeric_array(name: str, datatype: Datatype, data: Any) -> np.ndarray:
             raise BadRequest(
                 f"tensor '{name}': values out of range for {datatype.value} [{info.min}, {info.max}]"
             )
+    if target.kind == "f" and raw.dtype.kind == "f" and target.itemsize < raw.itemsize:
+        with np.errstate(over="ignore"):
+            narrowed = raw.astype(target)
+        if not np.isfinite(narrowed).all() and (np.isinf(narrowed) & np.isfinite(raw)).any():
+            raise BadRequest(f"tensor '{name}': values out of range for {datatype.value}")
+        return narrowed
     return raw.astype(target)
 
 
