@@ -9,6 +9,8 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 import pytest
+
+from core import Model, ModelParameters, ModelSettings, decode_args
 from core.codecs import (
     Base64Codec,
     DatetimeCodec,
@@ -36,8 +38,6 @@ from core.types import (
     RequestOutput,
     ResponseOutput,
 )
-
-from core import Model, ModelParameters, ModelSettings, decode_args
 
 
 def over_the_wire(tensor: Any) -> Any:
@@ -607,8 +607,8 @@ def test_unknown_content_type_is_a_bad_request_naming_the_known_ones() -> None:
             ]
         }
     )
-    with pytest.raises(BadRequest, match="unknown content type 'nope'.*str"):
+    with pytest.raises(BadRequest, match=r"unknown content type 'nope'.*str"):
         model.decode(request.inputs[0])
     request.parameters = Parameters(content_type="nope")
-    with pytest.raises(BadRequest, match="unknown content type 'nope'.*pd"):
+    with pytest.raises(BadRequest, match=r"unknown content type 'nope'.*pd"):
         model.decode_request(request)

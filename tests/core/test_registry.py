@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+
+from core import Model, ModelParameters, ModelSettings, Settings
 from core.codecs import NumpyCodec
 from core.dataplane import DataPlane
 from core.errors import (
@@ -31,8 +33,6 @@ from core.types import (
     RequestInput,
     State,
 )
-
-from core import Model, ModelParameters, ModelSettings, Settings
 
 # Test runtimes
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from core.cli.main import load_server_settings
 from core.errors import ConfigurationError
 from core.settings import ModelParameters, ModelSettings, Settings, load_settings_file

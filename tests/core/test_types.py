@@ -6,6 +6,8 @@ import json
 
 import numpy as np
 import pytest
+from pydantic import ValidationError
+
 from core.errors import BadRequest
 from core.types import (
     NUMPY_DTYPES,
@@ -19,7 +21,6 @@ from core.types import (
     to_dtype,
     to_ndarray,
 )
-from pydantic import ValidationError
 
 EXPECTED_DTYPES = {
     "BOOL": np.bool_,
