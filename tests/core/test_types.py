@@ -417,3 +417,11 @@ def test_narrowing_floats_that_overflow_is_a_bad_request() -> None:
         to_ndarray(tensor)
     infinite = RequestInput(name="y", shape=[1], datatype="FP16", data=[float("inf")])
     assert np.isinf(to_ndarray(infinite)).all()
+
+
+@pytest.mark.parametrize("datatype", ["FP32", "INT64", "UINT8"])
+def test_booleans_are_not_numbers(datatype: str) -> None:
+    from core.types import RequestInput, to_ndarray
+
+    with pytest.raises(BadRequest, match="got boolean"):
+        to_ndarray(RequestInput(name="x", shape=[2], datatype=datatype, data=[True, False]))

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from .errors import CoreError, InferenceError, ModelLoadError, ModelNotFound
 from .model import Model
-from .registry import ModelRegistry
+from .registry import ModelRegistry, version_key
 from .repository import FoundModel, find_models
 from .settings import ModelSettings, Settings
 from .types import (
@@ -84,7 +84,8 @@ class DataPlane:
     async def model_metadata(self, name: str, version: str | None = None) -> MetadataModelResponse:
         metadata = await self.registry.get(name, version).metadata()
         if not metadata.versions:
-            metadata.versions = sorted(e.version for e in self.registry.versions(name) if e.version)
+            loaded = [e.version for e in self.registry.versions(name) if e.version]
+            metadata.versions = sorted(loaded, key=version_key)
         return metadata
 
     def model_ready(self, name: str, version: str | None = None) -> bool:

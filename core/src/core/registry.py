@@ -28,7 +28,7 @@ class ModelEntry:
     model: Model | None = None
 
 
-def _version_key(version: str | None) -> tuple[int, tuple[int, ...], str]:
+def version_key(version: str | None) -> tuple[int, tuple[int, ...], str]:
     # Numeric versions ("10", "1.10.0", "v2") compare part by part as numbers and
     # rank above names; no version ranks lowest.
     if version is None:
@@ -55,7 +55,7 @@ class ModelRegistry:
             versions = self._entries.get(name)
             if not versions:
                 raise ModelNotFound(name)
-            entry = max(versions.values(), key=lambda e: _version_key(e.version))
+            entry = max(versions.values(), key=lambda e: version_key(e.version))
         else:
             found = self._entries.get(name, {}).get(version)
             if found is None:
@@ -130,7 +130,7 @@ class ModelRegistry:
     def _update_default(self, name: str) -> None:
         ready = [e for e in self._entries.get(name, {}).values() if e.state == State.READY and e.model]
         if ready:
-            self._defaults[name] = max(ready, key=lambda e: _version_key(e.version)).model  # type: ignore[assignment]
+            self._defaults[name] = max(ready, key=lambda e: version_key(e.version)).model  # type: ignore[assignment]
         else:
             self._defaults.pop(name, None)
 

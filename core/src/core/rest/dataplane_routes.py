@@ -17,7 +17,7 @@ from ..types import (
     MetadataServerResponse,
 )
 from .body import read_body
-from .fast_infer import parse_inference_request, render_inference_response
+from .fast_infer import encode_model_headers, parse_inference_request, render_inference_response
 from .responses import JSONResponse
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
@@ -80,8 +80,10 @@ def dataplane_router(dataplane: DataPlane, max_body_size: int) -> APIRouter:
         # OpenAPI document and for apps that mount the router alone.
         payload = parse_inference_request(await read_body(request, max_body_size))
         result = await dataplane.infer(payload, name, version, request.headers)
-        content, headers = render_inference_response(result)
-        return Response(content, media_type="application/json", headers=headers)
+        content, model_headers = render_inference_response(result)
+        response = Response(content, media_type="application/json")
+        response.raw_headers.extend(encode_model_headers(name, model_headers))
+        return response
 
     router.add_api_route("/v2/health/live", live, methods=["GET"], tags=["health"])
     router.add_api_route("/v2/health/ready", ready, methods=["GET"], tags=["health"])

@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from ..dataplane import DataPlane
-from ..errors import BadRequest, CoreError, PayloadTooLarge
+from ..errors import BadRequest, CoreError, InferenceError, PayloadTooLarge
 from ..types import InferenceRequest, InferenceResponse
 from .errors import describe_request_error
 from .responses import dumps
@@ -43,9 +43,31 @@ def render_inference_response(response: InferenceResponse) -> tuple[bytes, dict[
     """The JSON body, and the headers the model set in `parameters.headers`
     (sent as HTTP headers, not in the body)."""
     headers = None
-    if response.parameters is not None and response.parameters.headers:
-        headers, response.parameters.headers = response.parameters.headers, None
+    parameters = response.parameters
+    if parameters is not None and parameters.headers:
+        headers, parameters.headers = parameters.headers, None
+        if not parameters.model_dump(exclude_none=True):
+            response.parameters = None
     return dumps(response), headers
+
+
+# Framing headers stay the server's own, whatever a model asks for.
+_RESERVED_HEADERS = frozenset({"content-length", "content-type", "transfer-encoding", "connection"})
+
+
+def encode_model_headers(model: str, headers: dict[str, str] | None) -> list[tuple[bytes, bytes]]:
+    if not headers:
+        return []
+    try:
+        return [
+            (key.lower().encode("latin-1"), str(value).encode("latin-1"))
+            for key, value in headers.items()
+            if key.lower() not in _RESERVED_HEADERS
+        ]
+    except UnicodeEncodeError as error:
+        raise InferenceError(
+            f"model '{model}' set a response header that HTTP cannot carry: {error}"
+        ) from None
 
 
 class FastInferApp:
@@ -70,16 +92,14 @@ class FastInferApp:
             body = await self._read_body(headers, receive)
             payload = parse_inference_request(body)
             response = await self.dataplane.infer(payload, name, version, headers)
-            content, extra_headers = render_inference_response(response)
-            status = 200
+            content, model_headers = render_inference_response(response)
+            status, extra_headers = 200, encode_model_headers(name, model_headers)
         except CoreError as error:
-            status, content, extra_headers = error.status_code, dumps({"error": error.message}), None
+            status, content, extra_headers = error.status_code, dumps({"error": error.message}), []
         except Exception:
             logger.exception("unhandled error on POST %s", scope["path"])
-            status, content, extra_headers = 500, dumps({"error": "internal server error"}), None
-        raw_headers = [_JSON, (b"content-length", str(len(content)).encode())]
-        if extra_headers:
-            raw_headers += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in extra_headers.items()]
+            status, content, extra_headers = 500, dumps({"error": "internal server error"}), []
+        raw_headers = [_JSON, (b"content-length", str(len(content)).encode()), *extra_headers]
         await send({"type": "http.response.start", "status": status, "headers": raw_headers})
         await send({"type": "http.response.body", "body": content})
 

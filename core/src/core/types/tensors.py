@@ -14,7 +14,7 @@ from .datatypes import NUMPY_DTYPES, Datatype
 _CACHE = "_ndarray"
 
 # Which numpy kinds a JSON-decoded list may have for each datatype family.
-_ALLOWED_KINDS = {"b": "b", "u": "bui", "i": "bui", "f": "buif"}
+_ALLOWED_KINDS = {"b": "b", "u": "ui", "i": "ui", "f": "uif"}
 
 
 def to_ndarray(tensor: Any) -> np.ndarray:
