@@ -42,26 +42,24 @@ class ThreadPool:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         self._jobs.put((loop, future, function, args))
-        if self._idle == 0 and len(self._threads) < self.max_threads:
-            self._start_thread()
-        return future
-
-    def _start_thread(self) -> None:
+        # Each job reserves an idle thread, or starts one while below the cap;
+        # past it, jobs wait in the queue for the next thread to come free.
         with self._lock:
-            thread = threading.Thread(
-                target=self._work, name=f"{self.name}_{len(self._threads)}", daemon=True
-            )
-            self._threads.append(thread)
-            self._idle += 1
-        thread.start()
+            if self._idle > 0:
+                self._idle -= 1
+            elif len(self._threads) < self.max_threads:
+                thread = threading.Thread(
+                    target=self._work, name=f"{self.name}_{len(self._threads)}", daemon=True
+                )
+                self._threads.append(thread)
+                thread.start()
+        return future
 
     def _work(self) -> None:
         while True:
             job = self._jobs.get()
             if job is None:
                 return
-            with self._lock:
-                self._idle -= 1
             loop, future, function, args = job
             try:
                 result, error = function(*args), None

@@ -1,0 +1,238 @@
+"""The packages as users get them: build the sdist and wheel of `core` and
+`core-sklearn` with `python -m build` (isolated, so the build configuration
+alone must suffice), check their metadata, install the wheels into an empty
+virtualenv (dependencies from the package index), and serve a model with it."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import tarfile
+import zipfile
+from email.parser import Parser
+from pathlib import Path
+
+import httpx
+import pytest
+from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
+from packaging.utils import canonicalize_name
+from packaging.version import Version
+
+from core.testing import ServerProcess
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+# distribution name -> (source folder, import name)
+PACKAGES = {
+    "core": (ROOT / "core", "core"),
+    "core-sklearn": (ROOT / "plugins" / "sklearn", "core_sklearn"),
+}
+# Nothing from the environment may put the source tree on the new venv's path.
+CLEAN_ENV = {"PYTHONPATH": ""}
+
+
+def source_version(name: str) -> str:
+    folder, module = PACKAGES[name]
+    text = (folder / "src" / module / "version.py").read_text()
+    match = re.search(r"""__version__\s*=\s*["']([^"']+)["']""", text)
+    assert match, f"no __version__ in {module}/version.py"
+    return match.group(1)
+
+
+def artifact_stem(name: str) -> str:
+    return f"{name.replace('-', '_')}-{source_version(name)}"
+
+
+def wheel_path(dist: Path, name: str) -> Path:
+    return dist / f"{artifact_stem(name)}-py3-none-any.whl"
+
+
+def sdist_path(dist: Path, name: str) -> Path:
+    return dist / f"{artifact_stem(name)}.tar.gz"
+
+
+def wheel_file(dist: Path, name: str, member: str) -> str:
+    stem = artifact_stem(name)
+    with zipfile.ZipFile(wheel_path(dist, name)) as wheel:
+        return wheel.read(f"{stem}.dist-info/{member}").decode()
+
+
+def run(command: list[str]) -> str:
+    """Run a command with the source tree kept off its path; its stdout."""
+    done = subprocess.run(
+        command, capture_output=True, text=True, timeout=600, env={**os.environ, **CLEAN_ENV}
+    )
+    assert done.returncode == 0, f"{' '.join(command)} failed:\n{done.stdout}\n{done.stderr}"
+    return done.stdout
+
+
+@pytest.fixture(scope="module")
+def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Both packages built at once, each in build's own isolated environment."""
+    out = tmp_path_factory.mktemp("dist")
+    builds = {
+        name: subprocess.Popen(
+            [sys.executable, "-m", "build", "--outdir", str(out), str(folder)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for name, (folder, _) in PACKAGES.items()
+    }
+    for name, build in builds.items():
+        output, _ = build.communicate(timeout=600)
+        assert build.returncode == 0, f"building {name} failed:\n{output}"
+    return out
+
+
+@pytest.mark.parametrize("name", list(PACKAGES))
+def test_sdist_and_wheel_are_built(dist: Path, name: str) -> None:
+    assert wheel_path(dist, name).is_file(), sorted(p.name for p in dist.iterdir())
+    sdist = sdist_path(dist, name)
+    assert sdist.is_file(), sorted(p.name for p in dist.iterdir())
+    _, module = PACKAGES[name]
+    with tarfile.open(sdist) as archive:
+        members = {member.split("/", 1)[1] for member in archive.getnames() if "/" in member}
+    assert {"pyproject.toml", "PKG-INFO", "README.md", f"src/{module}/__init__.py"} <= members
+    # The wheel is what the sdist builds: the same version, no stray files.
+    with zipfile.ZipFile(wheel_path(dist, name)) as wheel:
+        tops = {entry.split("/", 1)[0] for entry in wheel.namelist()}
+    assert tops == {module, f"{artifact_stem(name)}.dist-info"}
+
+
+@pytest.mark.parametrize("name", list(PACKAGES))
+def test_wheel_metadata(dist: Path, name: str) -> None:
+    metadata = Parser().parsestr(wheel_file(dist, name, "METADATA"))
+    assert canonicalize_name(metadata["Name"]) == name
+    assert metadata["Version"] == source_version(name)
+    requires_python = SpecifierSet(metadata["Requires-Python"])
+    assert "3.10" in requires_python and "3.9" not in requires_python, requires_python
+    license_text = metadata.get("License-Expression") or metadata.get("License")
+    assert license_text == "Apache-2.0", dict(metadata)
+
+
+def test_core_sklearn_pins_a_bounded_core_range(dist: Path) -> None:
+    metadata = Parser().parsestr(wheel_file(dist, "core-sklearn", "METADATA"))
+    requirements = [Requirement(line) for line in metadata.get_all("Requires-Dist") or []]
+    core = [r for r in requirements if canonicalize_name(r.name) == "core" and r.marker is None]
+    assert len(core) == 1, requirements
+    specifier = core[0].specifier
+    assert source_version("core") in specifier, specifier
+    assert any(spec.operator in ("<", "<=", "~=", "==") for spec in specifier), (
+        f"core-sklearn must bound core from above, got 'core{specifier}'"
+    )
+    current = Version(source_version("core"))
+    assert f"{current.major + 1}.0" not in specifier, specifier
+
+
+def test_entry_points(dist: Path) -> None:
+    core_entry_points = wheel_file(dist, "core", "entry_points.txt")
+    assert re.search(r"\[console_scripts\]\s*\ncore = core\.cli\.main:main", core_entry_points)
+    assert re.search(r"\[core\]\s*\ncore = core\.plugins\.builtin", core_entry_points)
+    plugin_entry_points = wheel_file(dist, "core-sklearn", "entry_points.txt")
+    assert re.search(r"\[core\]\s*\nsklearn = core_sklearn\.plugin", plugin_entry_points)
+
+
+@pytest.fixture(scope="module")
+def venv_python(dist: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty virtualenv of the interpreter below the dev venv, with the two
+    wheels installed from the dist folder (dependencies from the index; pip's
+    cache is reused between runs)."""
+    base = getattr(sys, "_base_executable", None) or sys.executable
+    venv = tmp_path_factory.mktemp("venv")
+    run([base, "-m", "venv", str(venv)])
+    python = venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+    # By name, as a user would, pinned to the versions just built; pip's
+    # report then proves both came from the dist folder, not the index.
+    report = venv / "install-report.json"
+    run(
+        [
+            str(python), "-m", "pip", "install", "--quiet", "--find-links", str(dist),
+            "--report", str(report),
+            f"core=={source_version('core')}", f"core-sklearn=={source_version('core-sklearn')}",
+        ]
+    )  # fmt: skip
+    installed = {
+        canonicalize_name(item["metadata"]["name"]): item["download_info"]["url"]
+        for item in json.loads(report.read_text())["install"]
+    }
+    for name in ("core", "core-sklearn"):
+        assert installed[name] == wheel_path(dist, name).resolve().as_uri(), installed[name]
+    return python
+
+
+def test_installed_packages_are_the_wheels(venv_python: Path) -> None:
+    script = (
+        "import json, core, core_sklearn, importlib.metadata as m;"
+        "print(json.dumps({'core': core.__file__, 'core_sklearn': core_sklearn.__file__,"
+        " 'versions': [m.version('core'), m.version('core-sklearn')]}))"
+    )
+    found = json.loads(run([str(venv_python), "-c", script]))
+    venv = venv_python.parent.parent
+    for module in ("core", "core_sklearn"):
+        path = Path(found[module]).resolve()
+        assert path.is_relative_to(venv.resolve()) and "site-packages" in path.parts, found
+        assert not path.is_relative_to(ROOT), found
+    assert found["versions"] == [source_version("core"), source_version("core-sklearn")]
+
+
+def test_installed_core_lists_the_plugin(venv_python: Path) -> None:
+    command = venv_python.parent / ("core.exe" if os.name == "nt" else "core")
+    listing = run([str(command), "plugins"])
+    assert f"sklearn  (core-sklearn {source_version('core-sklearn')})" in listing, listing
+    assert "runtime sklearn: core_sklearn.SKLearnModel" in listing, listing
+
+
+TRAIN = """
+import json, sys, joblib
+from pathlib import Path
+from sklearn.datasets import load_iris
+from sklearn.linear_model import LogisticRegression
+
+folder = Path(sys.argv[1])
+features, labels = load_iris(return_X_y=True)
+model = LogisticRegression(max_iter=1000).fit(features, labels)
+joblib.dump(model, folder / "model.joblib")
+sample = features[::10]
+print(json.dumps({
+    "features": sample.tolist(),
+    "predict": model.predict(sample).tolist(),
+    "predict_proba": model.predict_proba(sample).tolist(),
+}))
+"""
+
+
+def test_installed_server_serves_a_fresh_model(venv_python: Path, tmp_path: Path) -> None:
+    """The model is trained by the venv's own scikit-learn, so the artifact and
+    the server agree on its version whatever the index resolved."""
+    import numpy as np
+
+    folder = tmp_path / "models" / "iris"
+    folder.mkdir(parents=True)
+    (folder / "model-settings.json").write_text('{"name": "iris", "implementation": "sklearn"}')
+    expected = json.loads(run([str(venv_python), "-c", TRAIN, str(folder)]))
+    features = np.asarray(expected["features"])
+    body = {
+        "inputs": [{"name": "input-0", "shape": list(features.shape), "datatype": "FP64",
+                    "data": features.ravel().tolist()}],
+        "outputs": [{"name": "predict"}, {"name": "predict_proba"}],
+    }  # fmt: skip
+    with (
+        ServerProcess(tmp_path / "models", python=str(venv_python), env=CLEAN_ENV) as server,
+        httpx.Client(base_url=server.url, timeout=30) as http,
+    ):
+        metadata = http.get("/v2").json()
+        response = http.post("/v2/models/iris/infer", json=body)
+    assert metadata["version"] == source_version("core"), metadata
+    assert response.status_code == 200, response.text
+    outputs = {output["name"]: output for output in response.json()["outputs"]}
+    np.testing.assert_array_equal(outputs["predict"]["data"], expected["predict"])
+    np.testing.assert_allclose(
+        np.asarray(outputs["predict_proba"]["data"]).reshape(outputs["predict_proba"]["shape"]),
+        expected["predict_proba"],
+    )
