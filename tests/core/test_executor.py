@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 
 import pytest
 
@@ -53,3 +54,57 @@ def test_jobs_past_the_cap_wait_for_a_free_thread() -> None:
 
     assert asyncio.run(main()) == list(range(20))
     assert len(pool._threads) == 1
+
+
+def test_blocking_calls_move_inline_only_once_measured_fast() -> None:
+    from core.executor import BlockingCalls
+
+    calls = BlockingCalls()
+    main_thread = threading.get_ident()
+
+    async def where(size: int) -> bool:
+        return await calls.run(size, lambda: threading.get_ident() == main_thread)
+
+    async def main() -> list[bool]:
+        # First call of a size: a thread (nothing measured yet); then inline.
+        return [await where(4), await where(4), await where(5), await where(4000)]
+
+    assert asyncio.run(main()) == [False, True, True, False]
+
+
+def test_blocking_calls_that_turn_slow_go_back_to_a_thread() -> None:
+    from core.executor import BlockingCalls
+
+    calls = BlockingCalls()
+    main_thread = threading.get_ident()
+    slow = threading.Event()
+
+    def work() -> bool:
+        if slow.is_set():
+            time.sleep(0.05)  # 50 ms: far over the 1 ms budget
+        return threading.get_ident() == main_thread
+
+    async def main() -> list[bool]:
+        ran_inline = [await calls.run(8, work) for _ in range(3)]
+        slow.set()
+        ran_inline += [await calls.run(8, work) for _ in range(2)]
+        return ran_inline
+
+    # thread (unmeasured), inline, inline, inline but slow, then a thread again.
+    assert asyncio.run(main()) == [False, True, True, True, False]
+
+
+def test_a_zero_budget_keeps_every_call_in_a_thread() -> None:
+    from core import executor
+
+    calls = executor.BlockingCalls()
+    main_thread = threading.get_ident()
+    executor.configure(inline_budget=0)
+    try:
+
+        async def main() -> list[bool]:
+            return [await calls.run(4, lambda: threading.get_ident() == main_thread) for _ in range(3)]
+
+        assert asyncio.run(main()) == [False, False, False]
+    finally:
+        executor.configure(inline_budget=0.001)

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import os
 import threading
+import time
 from collections.abc import Callable
 from queue import SimpleQueue
 from typing import Any, TypeVar
@@ -77,7 +78,63 @@ _pool = ThreadPool(max_threads=min(32, (os.cpu_count() or 1) + 4))
 
 
 async def run_in_thread(function: Callable[..., T], *args: Any) -> T:
-    """Run a CPU-bound call (a framework's predict) in a thread, so the event
-    loop keeps serving other requests meanwhile. Numeric kernels release the
-    GIL, so such calls also run in parallel with the loop."""
+    """Run a blocking call (loading an artifact, a long predict) in a thread,
+    so the event loop keeps serving other requests meanwhile. Numeric kernels
+    release the GIL, so such calls also run in parallel with the loop. For
+    per-request framework calls, `BlockingCalls` picks thread or inline."""
     return await _pool.submit(function, *args)
+
+
+# Calls measured below this many seconds (for inputs of their size) run inline.
+_inline_budget = 0.001
+
+
+def configure(inline_budget: float) -> None:
+    """Set the inline budget (seconds) of every `BlockingCalls`; 0 sends every
+    call to the thread pool."""
+    global _inline_budget
+    _inline_budget = inline_budget
+
+
+class BlockingCalls:
+    """Runs one model's blocking framework calls where they cost least.
+
+    A call goes to the thread pool unless calls of the same input size
+    (rounded to a power of two) have been measured to finish within the
+    inline budget (1 ms by default). Below that the hand-off to a thread costs
+    about as much as the call itself, and gains the event loop nothing: a
+    call that holds the GIL stops the loop just as long from another thread,
+    since threads only trade the GIL every few milliseconds. Longer calls,
+    and calls of sizes not seen yet, run in the thread pool and are timed
+    there, so a model (or an input size) that turns slow moves off the loop.
+    """
+
+    _SMOOTHING = 0.2  # weight of the newest duration in the moving average
+
+    def __init__(self) -> None:
+        self._estimates: dict[int, float] = {}
+
+    async def run(self, size: int, function: Callable[..., T], *args: Any) -> T:
+        bucket = size.bit_length()
+        estimate = self._estimates.get(bucket)
+        if estimate is not None and estimate < _inline_budget:
+            start = time.perf_counter()
+            try:
+                return function(*args)
+            finally:
+                self._record(bucket, time.perf_counter() - start)
+        result, elapsed = await _pool.submit(_timed, function, args)
+        self._record(bucket, elapsed)
+        return result
+
+    def _record(self, bucket: int, elapsed: float) -> None:
+        previous = self._estimates.get(bucket)
+        self._estimates[bucket] = (
+            elapsed if previous is None else previous + self._SMOOTHING * (elapsed - previous)
+        )
+
+
+def _timed(function: Callable[..., T], args: tuple[Any, ...]) -> tuple[T, float]:
+    start = time.perf_counter()
+    result = function(*args)
+    return result, time.perf_counter() - start

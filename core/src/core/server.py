@@ -12,6 +12,7 @@ from collections.abc import Iterator, Sequence
 
 import uvicorn
 
+from . import executor
 from .dataplane import DataPlane
 from .model import Model
 from .registry import ModelRegistry
@@ -50,6 +51,7 @@ class Server:
 
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or Settings()
+        executor.configure(inline_budget=self.settings.inline_predict_budget)
         self.registry = ModelRegistry()
         self.dataplane = DataPlane(self.settings, self.registry)
         self.app = create_app(self.settings, self.dataplane)

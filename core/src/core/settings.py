@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     # Largest request body accepted, in bytes; larger ones get 413.
     max_request_body_size: int = 256 * 1024 * 1024
     log_level: str = "INFO"
+    # Framework calls measured faster than this (seconds) run on the event
+    # loop instead of a thread (see core.executor.BlockingCalls); 0: always a thread.
+    inline_predict_budget: float = 0.001
     # uvicorn access log lines, one per request (off: they cost throughput).
     access_log: bool = False
     root_path: str = ""

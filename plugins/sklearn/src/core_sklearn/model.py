@@ -8,6 +8,7 @@ import joblib
 import numpy as np
 
 from core import BadRequest, Model, run_in_thread
+from core.executor import BlockingCalls
 from core.codecs import NumpyCodec, NumpyRequestCodec
 from core.storage import get_model_uri
 from core.types import InferenceRequest, InferenceResponse, RequestOutput
@@ -30,6 +31,7 @@ class SKLearnModel(Model):
         if not self._available:
             raise TypeError(f"{path} holds a {type(self._estimator).__name__}, not an estimator")
         self._default_outputs = [RequestOutput(name=self._available[0])]
+        self._calls = BlockingCalls()
         return True
 
     async def predict(self, payload: InferenceRequest) -> InferenceResponse:
@@ -43,7 +45,7 @@ class SKLearnModel(Model):
         features = self.decode_request(payload, default_codec=NumpyRequestCodec)
         methods = [output.name for output in requested]
         try:
-            results = await run_in_thread(self._call, features, methods)
+            results = await self._calls.run(getattr(features, "size", 0), self._call, features, methods)
         except ValueError as error:
             # scikit-learn reports input it cannot use (wrong number of features,
             # unknown column names, NaN) as ValueError: a bad request, not a 500.
@@ -58,5 +60,5 @@ class SKLearnModel(Model):
         )
 
     def _call(self, features: Any, methods: list[str]) -> list[np.ndarray]:
-        # One hop to the thread pool for all requested outputs.
+        # All requested outputs in one call: one hand-off to the thread pool at most.
         return [np.asarray(getattr(self._estimator, method)(features)) for method in methods]
