@@ -123,9 +123,9 @@ class BlockingCalls:
                 return function(*args)
             finally:
                 self._record(bucket, time.perf_counter() - start)
-        result, elapsed = await _pool.submit(_timed, function, args)
-        self._record(bucket, elapsed)
-        return result
+        timed: tuple[T, float] = await _pool.submit(_timed, function, args)
+        self._record(bucket, timed[1])
+        return timed[0]
 
     def _record(self, bucket: int, elapsed: float) -> None:
         previous = self._estimates.get(bucket)
