@@ -7,8 +7,10 @@ import joblib
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 
+ARTIFACT = Path(__file__).with_name("model.joblib")
 
-def train(path: Path = Path(__file__).with_name("model.joblib")) -> Path:
+
+def train(path: Path = ARTIFACT) -> Path:
     features, labels = load_iris(return_X_y=True)
     joblib.dump(LogisticRegression(max_iter=1000).fit(features, labels), path)
     return path

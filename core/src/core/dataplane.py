@@ -145,7 +145,9 @@ class DataPlane:
             if found.name in loaded:
                 continue
             if found.error is not None:
-                items.append(RepositoryIndexResponseItem(name=found.name, state=State.FAILED, reason=found.error))
+                items.append(
+                    RepositoryIndexResponseItem(name=found.name, state=State.FAILED, reason=found.error)
+                )
             else:
                 items.append(RepositoryIndexResponseItem(name=found.name, state=State.UNAVAILABLE))
         if ready is not None:

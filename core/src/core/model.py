@@ -97,9 +97,7 @@ class Model:
     # model's settings (`inputs`, `outputs`, `parameters.content_type`), then
     # the runtime's default codec.
 
-    def decode(
-        self, request_input: RequestInput, default_codec: type[InputCodec] | None = None
-    ) -> Any:
+    def decode(self, request_input: RequestInput, default_codec: type[InputCodec] | None = None) -> Any:
         codec = self._input_codec(request_input.name, content_type_of(request_input), self._inputs)
         codec = codec or default_codec
         return codec.decode_input(request_input) if codec else request_input.data

@@ -30,7 +30,9 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     start = commands.add_parser("start", help="serve every model found in a folder")
-    start.add_argument("folder", type=Path, help="folder holding model-settings.json files (and settings.json)")
+    start.add_argument(
+        "folder", type=Path, help="folder holding model-settings.json files (and settings.json)"
+    )
     start.add_argument("--host", help="address to listen on (default 0.0.0.0)")
     start.add_argument("--http-port", type=int, help="REST port (default 8080)")
     start.add_argument("--grpc-port", type=int, help="gRPC port (default 8081)")
@@ -65,7 +67,9 @@ def _start(args: argparse.Namespace) -> int:
     if not args.folder.is_dir():
         print(f"core: {args.folder} is not a folder", file=sys.stderr)
         return 2
-    overrides = {field: getattr(args, flag) for flag, field in _OVERRIDES.items() if getattr(args, flag) is not None}
+    overrides = {
+        field: getattr(args, flag) for flag, field in _OVERRIDES.items() if getattr(args, flag) is not None
+    }
     try:
         settings = load_server_settings(args.folder, overrides)
     except ConfigurationError as error:

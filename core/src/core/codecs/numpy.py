@@ -93,9 +93,7 @@ class NumpyRequestCodec(RequestCodec):
     @classmethod
     def encode_request(cls, payload: np.ndarray, **kwargs: Any) -> InferenceRequest:
         request_input = NumpyCodec.encode_input(kwargs.get("input_name", "input-0"), payload)
-        return InferenceRequest(
-            parameters=Parameters(content_type=cls.ContentType), inputs=[request_input]
-        )
+        return InferenceRequest(parameters=Parameters(content_type=cls.ContentType), inputs=[request_input])
 
     @classmethod
     def decode_request(cls, request: InferenceRequest) -> np.ndarray:

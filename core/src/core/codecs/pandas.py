@@ -36,7 +36,9 @@ def _column_tensor(cls: type, name: str, series: pd.Series) -> Any:
             parameters=Parameters(content_type=StringCodec.ContentType),
         )
     tensor = NumpyCodec.encode_output(name, values.reshape(-1, 1))
-    return cls(**{field: getattr(tensor, field) for field in ("name", "shape", "datatype", "data", "parameters")})
+    return cls(
+        **{field: getattr(tensor, field) for field in ("name", "shape", "datatype", "data", "parameters")}
+    )
 
 
 def _column_values(tensor: Any) -> Any:

@@ -36,9 +36,7 @@ def _ensure_loaded() -> None:
         table.setdefault(codec.ContentType, codec)
 
 
-def _find(
-    table: dict[str, Any], content_type: str | None, type_hint: Any, payload: Any
-) -> Any:
+def _find(table: dict[str, Any], content_type: str | None, type_hint: Any, payload: Any) -> Any:
     _ensure_loaded()
     if content_type is not None:
         return table.get(content_type)

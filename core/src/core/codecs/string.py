@@ -98,9 +98,7 @@ class StringRequestCodec(RequestCodec):
     @classmethod
     def encode_request(cls, payload: list[str], **kwargs: Any) -> InferenceRequest:
         request_input = StringCodec.encode_input(kwargs.get("input_name", "input-0"), payload)
-        return InferenceRequest(
-            parameters=Parameters(content_type=cls.ContentType), inputs=[request_input]
-        )
+        return InferenceRequest(parameters=Parameters(content_type=cls.ContentType), inputs=[request_input])
 
     @classmethod
     def decode_request(cls, request: InferenceRequest) -> list[str]:

@@ -34,9 +34,7 @@ def resolve_implementation(settings: ModelSettings) -> type[Model]:
     module = _import(module_path, settings)
     cls = getattr(module, class_name, None)
     if not (isinstance(cls, type) and issubclass(cls, Model)):
-        raise ConfigurationError(
-            f"model '{settings.name}': '{implementation}' is not a core.Model subclass"
-        )
+        raise ConfigurationError(f"model '{settings.name}': '{implementation}' is not a core.Model subclass")
     return cls
 
 
@@ -47,9 +45,7 @@ def _import(module_path: str, settings: ModelSettings) -> ModuleType:
             return _import_file(local)
         return importlib.import_module(module_path)
     except ImportError as error:
-        raise ConfigurationError(
-            f"model '{settings.name}': cannot import '{module_path}': {error}"
-        ) from None
+        raise ConfigurationError(f"model '{settings.name}': cannot import '{module_path}': {error}") from None
 
 
 def _import_file(path: Path) -> ModuleType:

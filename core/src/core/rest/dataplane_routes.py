@@ -29,9 +29,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 _INFER_BODY = {
     "requestBody": {
         "required": True,
-        "content": {
-            "application/json": {"schema": {"$ref": "#/components/schemas/InferenceRequest"}}
-        },
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/InferenceRequest"}}},
     }
 }
 
@@ -39,7 +37,9 @@ _INFER_BODY = {
 def _versioned(router: APIRouter, path: str, method: str, endpoint: Any, **kwargs: Any) -> None:
     """Register `endpoint` at `/v2/models/{name}/versions/{version}{path}` and
     at `/v2/models/{name}{path}`, where `version` is not a parameter at all."""
-    router.add_api_route(f"/v2/models/{{name}}/versions/{{version}}{path}", endpoint, methods=[method], **kwargs)
+    router.add_api_route(
+        f"/v2/models/{{name}}/versions/{{version}}{path}", endpoint, methods=[method], **kwargs
+    )
     router.add_api_route(f"/v2/models/{{name}}{path}", _without_version(endpoint), methods=[method], **kwargs)
 
 
@@ -89,13 +89,22 @@ def dataplane_router(dataplane: DataPlane, max_body_size: int) -> APIRouter:
     router.add_api_route("/v2/health/ready", ready, methods=["GET"], tags=["health"])
     for path in ("/v2", "/v2/"):
         router.add_api_route(
-            path, server_metadata, methods=["GET"], tags=["metadata"],
-            response_model=MetadataServerResponse, include_in_schema=path == "/v2",
+            path,
+            server_metadata,
+            methods=["GET"],
+            tags=["metadata"],
+            response_model=MetadataServerResponse,
+            include_in_schema=path == "/v2",
         )
     _versioned(router, "/ready", "GET", model_ready, tags=["health"])
     _versioned(router, "", "GET", model_metadata, tags=["metadata"], response_model=MetadataModelResponse)
     _versioned(
-        router, "/infer", "POST", infer, tags=["inference"],
-        response_model=InferenceResponse, openapi_extra=_INFER_BODY,
+        router,
+        "/infer",
+        "POST",
+        infer,
+        tags=["inference"],
+        response_model=InferenceResponse,
+        openapi_extra=_INFER_BODY,
     )
     return router

@@ -46,9 +46,7 @@ def model_openapi_document(document: dict[str, Any], metadata: MetadataModelResp
         if not path.startswith(prefix) or "/versions/" in path:
             continue
         for operation in operations.values():
-            operation["parameters"] = [
-                p for p in operation.get("parameters", []) if p.get("name") != "name"
-            ]
+            operation["parameters"] = [p for p in operation.get("parameters", []) if p.get("name") != "name"]
         paths[path.replace("{name}", metadata.name)] = operations
     infer = paths.get(f"/v2/models/{metadata.name}/infer", {}).get("post")
     if infer is not None and metadata.inputs:

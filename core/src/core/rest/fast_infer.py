@@ -115,9 +115,7 @@ class FastInferApp:
             if not declared.isdigit():
                 raise BadRequest(f"invalid Content-Length header: {declared!r}")
             if int(declared) > limit:
-                raise PayloadTooLarge(
-                    f"request body of {declared} bytes exceeds the limit of {limit} bytes"
-                )
+                raise PayloadTooLarge(f"request body of {declared} bytes exceeds the limit of {limit} bytes")
         chunks: list[bytes] = []
         received = 0
         while True:

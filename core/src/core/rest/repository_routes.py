@@ -18,7 +18,9 @@ def repository_router(dataplane: DataPlane) -> APIRouter:
     async def index(request: Request) -> JSONResponse:
         body = await request.body()
         try:
-            query = RepositoryIndexRequest.model_validate_json(body) if body.strip() else RepositoryIndexRequest()
+            query = (
+                RepositoryIndexRequest.model_validate_json(body) if body.strip() else RepositoryIndexRequest()
+            )
         except ValidationError as error:
             raise BadRequest(describe_request_error(error)) from None
         return JSONResponse(dataplane.repository_index(query.ready).model_dump(mode="json"))
@@ -32,7 +34,10 @@ def repository_router(dataplane: DataPlane) -> APIRouter:
         return JSONResponse({})
 
     router.add_api_route(
-        "/v2/repository/index", index, methods=["POST"], response_model=RepositoryIndexResponse,
+        "/v2/repository/index",
+        index,
+        methods=["POST"],
+        response_model=RepositoryIndexResponse,
         openapi_extra={
             "requestBody": {
                 "content": {"application/json": {"schema": RepositoryIndexRequest.model_json_schema()}}

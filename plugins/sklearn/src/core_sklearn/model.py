@@ -8,8 +8,8 @@ import joblib
 import numpy as np
 
 from core import BadRequest, Model, run_in_thread
-from core.executor import BlockingCalls
 from core.codecs import NumpyCodec, NumpyRequestCodec
+from core.executor import BlockingCalls
 from core.storage import get_model_uri
 from core.types import InferenceRequest, InferenceResponse, RequestOutput
 
