@@ -7,14 +7,12 @@ from typing import Any, TypeVar
 from ..errors import CodecError
 from ..types import (
     Datatype,
-    InferenceRequest,
-    InferenceResponse,
     Parameters,
     RequestInput,
     ResponseOutput,
     to_ndarray,
 )
-from .base import InputCodec, RequestCodec
+from .base import InputCodec, SingleInputRequestCodec
 
 
 def is_list_of(payload: Any, kind: type | tuple[type, ...]) -> bool:
@@ -67,41 +65,9 @@ class StringCodec(InputCodec):
         return decode_strings(request_input)
 
 
-class StringRequestCodec(RequestCodec):
+class StringRequestCodec(SingleInputRequestCodec):
     """A request with a single BYTES input, as a list of strings."""
 
     ContentType = StringCodec.ContentType
     TypeHint = list[str]
-
-    @classmethod
-    def can_encode(cls, payload: Any) -> bool:
-        return StringCodec.can_encode(payload)
-
-    @classmethod
-    def encode_response(
-        cls, model_name: str, payload: list[str], model_version: str | None = None, **kwargs: Any
-    ) -> InferenceResponse:
-        output = StringCodec.encode_output(kwargs.get("output_name", "output-0"), payload)
-        return InferenceResponse(
-            model_name=model_name,
-            model_version=model_version,
-            parameters=Parameters(content_type=cls.ContentType),
-            outputs=[output],
-        )
-
-    @classmethod
-    def decode_response(cls, response: InferenceResponse) -> list[str]:
-        if len(response.outputs) != 1:
-            raise CodecError(f"str response codec needs 1 output, got {len(response.outputs)}")
-        return StringCodec.decode_output(response.outputs[0])
-
-    @classmethod
-    def encode_request(cls, payload: list[str], **kwargs: Any) -> InferenceRequest:
-        request_input = StringCodec.encode_input(kwargs.get("input_name", "input-0"), payload)
-        return InferenceRequest(parameters=Parameters(content_type=cls.ContentType), inputs=[request_input])
-
-    @classmethod
-    def decode_request(cls, request: InferenceRequest) -> list[str]:
-        if len(request.inputs) != 1:
-            raise CodecError(f"str request codec needs exactly 1 input, got {len(request.inputs)}")
-        return StringCodec.decode_input(request.inputs[0])
+    InputCodec = StringCodec
