@@ -3,6 +3,7 @@ inference and the model repository. Nothing here knows HTTP or gRPC."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 from collections.abc import Mapping
@@ -48,9 +49,11 @@ class DataPlane:
     # Start-up
 
     async def load_repository(self) -> None:
-        for found in find_models(self.repository_root):
-            self._expected.add(found.name)
-            await self._load_found(found)
+        """Load every model found on disk, concurrently: loading is mostly I/O
+        and framework code in threads."""
+        found = find_models(self.repository_root)
+        self._expected.update(item.name for item in found)
+        await asyncio.gather(*(self._load_found(item) for item in found))
 
     async def add_model(self, model: Model) -> None:
         """Serve a `Model` instance built by the caller (programmatic start)."""

@@ -2,27 +2,34 @@
 
 from __future__ import annotations
 
-from starlette.requests import Request
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from typing import Any
 
 from ..errors import BadRequest, PayloadTooLarge
 
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The whole body, or 413 as soon as it is known to exceed `limit` bytes:
-    from Content-Length when given, else while the chunks arrive."""
-    declared = request.headers.get("content-length")
+
+async def read_body(headers: Mapping[str, str], receive: Receive, limit: int) -> bytes:
+    """The whole body from an ASGI `receive`, or 413 as soon as it is known to
+    exceed `limit` bytes: from Content-Length when given, else while the
+    chunks arrive. `headers` has lower-case names."""
+    declared = headers.get("content-length")
     if declared is not None:
-        try:
-            size = int(declared)
-        except ValueError:
-            raise BadRequest(f"invalid Content-Length header: {declared!r}") from None
-        if size > limit:
-            raise PayloadTooLarge(f"request body of {size} bytes exceeds the limit of {limit} bytes")
-        return await request.body()
-    chunks, received = [], 0
-    async for chunk in request.stream():
+        if not declared.isdigit():
+            raise BadRequest(f"invalid Content-Length header: {declared!r}")
+        if int(declared) > limit:
+            raise PayloadTooLarge(f"request body of {declared} bytes exceeds the limit of {limit} bytes")
+    chunks: list[bytes] = []
+    received = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise BadRequest("client disconnected before sending the whole body")
+        chunk = message.get("body", b"")
         received += len(chunk)
         if received > limit:
             raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
         chunks.append(chunk)
-    return b"".join(chunks)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)

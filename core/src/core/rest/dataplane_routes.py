@@ -78,7 +78,7 @@ def dataplane_router(dataplane: DataPlane, max_body_size: int) -> APIRouter:
     async def infer(request: Request, name: str, version: str | None = None) -> Response:
         # Normally answered by FastInferApp before FastAPI; kept for the
         # OpenAPI document and for apps that mount the router alone.
-        payload = parse_inference_request(await read_body(request, max_body_size))
+        payload = parse_inference_request(await read_body(request.headers, request.receive, max_body_size))
         result = await dataplane.infer(payload, name, version, request.headers)
         content, model_headers = render_inference_response(result)
         response = Response(content, media_type="application/json")

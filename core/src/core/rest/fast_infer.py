@@ -16,8 +16,9 @@ import orjson
 from pydantic import ValidationError
 
 from ..dataplane import DataPlane
-from ..errors import BadRequest, CoreError, InferenceError, PayloadTooLarge
+from ..errors import BadRequest, CoreError, InferenceError
 from ..types import InferenceRequest, InferenceResponse
+from .body import Receive, read_body
 from .errors import describe_request_error
 from .responses import dumps
 
@@ -25,7 +26,6 @@ logger = logging.getLogger(__name__)
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
@@ -94,7 +94,7 @@ class FastInferApp:
     ) -> None:
         headers = {key.decode("latin-1"): value.decode("latin-1") for key, value in scope["headers"]}
         try:
-            body = await self._read_body(headers, receive)
+            body = await read_body(headers, receive, self.max_body_size)
             payload = parse_inference_request(body)
             response = await self.dataplane.infer(payload, name, version, headers)
             content, model_headers = render_inference_response(response)
@@ -107,25 +107,3 @@ class FastInferApp:
         raw_headers = [_JSON, (b"content-length", str(len(content)).encode()), *extra_headers]
         await send({"type": "http.response.start", "status": status, "headers": raw_headers})
         await send({"type": "http.response.body", "body": content})
-
-    async def _read_body(self, headers: dict[str, str], receive: Receive) -> bytes:
-        limit = self.max_body_size
-        declared = headers.get("content-length")
-        if declared is not None:
-            if not declared.isdigit():
-                raise BadRequest(f"invalid Content-Length header: {declared!r}")
-            if int(declared) > limit:
-                raise PayloadTooLarge(f"request body of {declared} bytes exceeds the limit of {limit} bytes")
-        chunks: list[bytes] = []
-        received = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise BadRequest("client disconnected before sending the whole body")
-            chunk = message.get("body", b"")
-            received += len(chunk)
-            if received > limit:
-                raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
