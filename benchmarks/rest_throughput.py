@@ -26,7 +26,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +100,7 @@ class Result:
     socket_errors: int
     valid: bool
     note: str = ""
+    round: int = 1
 
 
 # --------------------------------------------------------------------------- setup
@@ -377,7 +378,12 @@ Predictions = dict[str, tuple[str, list[object]]]  # payload -> (first server, o
 
 
 def measure(
-    server: Server, payloads: list[Payload], scripts: list[Path], args: argparse.Namespace, seen: Predictions
+    server: Server,
+    payloads: list[Payload],
+    scripts: list[Path],
+    args: argparse.Namespace,
+    seen: Predictions,
+    round_number: int,
 ) -> list[Result]:
     results: list[Result] = []
     for payload, lua in zip(payloads, scripts, strict=True):
@@ -390,9 +396,10 @@ def measure(
         run_wrk(server.port, lua, args, args.warmup)  # warm-up, discarded
         out = run_wrk(server.port, lua, args, args.duration)
         result = parse_wrk(out, server.name, payload.name, error)
+        result.round = round_number
         status = "ok" if result.valid else f"INVALID {error}"
         print(
-            f"[{server.name}] {payload.name}: {result.requests_per_s:,.0f} req/s, "
+            f"[round {round_number}] [{server.name}] {payload.name}: {result.requests_per_s:,.0f} req/s, "
             f"p50 {result.p50_ms:.2f} ms, p99 {result.p99_ms:.2f} ms, "
             f"non-2xx {result.non_2xx}, {status}",
             flush=True,
@@ -414,6 +421,21 @@ def table(headers: list[str], rows: list[list[str]], markdown: bool) -> str:
     )
 
 
+def medians(results: list[Result]) -> list[Result]:
+    """One row per server and payload: the round with the median req/s (for an
+    even count, the lower middle one), valid only if every round was."""
+    groups: dict[tuple[str, str], list[Result]] = {}
+    for result in results:
+        groups.setdefault((result.server, result.payload), []).append(result)
+    summary = []
+    for rounds in groups.values():
+        ordered = sorted(rounds, key=lambda r: r.requests_per_s)
+        middle = ordered[(len(ordered) - 1) // 2]
+        notes = "; ".join(r.note for r in rounds if r.note)
+        summary.append(replace(middle, valid=all(r.valid for r in rounds), note=notes, round=0))
+    return summary
+
+
 def ratios(results: list[Result], payloads: list[Payload]) -> list[dict[str, object]]:
     by_key = {(r.server, r.payload): r for r in results}
     out: list[dict[str, object]] = []
@@ -433,6 +455,16 @@ def ratios(results: list[Result], payloads: list[Payload]) -> list[dict[str, obj
 
 
 def report(results: list[Result], payloads: list[Payload], markdown: bool) -> list[dict[str, object]]:
+    """Every round, then the medians and their ratios (returned)."""
+    rounds = sorted({r.round for r in results})
+    for number in rounds:
+        ratio_cells = [
+            [str(r["payload"]), str(r["ratio"]), f"{r['value']:.2f}"]
+            for r in ratios([r for r in results if r.round == number], payloads)
+        ]
+        if ratio_cells:
+            print(f"\nround {number}:\n" + table(["payload", "req/s ratio", "value"], ratio_cells, markdown))
+    summary = medians(results)
     rows = [
         [
             r.server,
@@ -443,15 +475,15 @@ def report(results: list[Result], payloads: list[Payload], markdown: bool) -> li
             str(r.non_2xx),
             "ok" if r.valid else f"INVALID {r.note}".strip(),
         ]
-        for r in results
+        for r in summary
     ]
     if rows:
         headers = ["server", "payload", "req/s", "p50 ms", "p99 ms", "non-2xx", "valid"]
-        print("\n" + table(headers, rows, markdown))
-    ratio_rows = ratios(results, payloads)
+        print(f"\nmedian of {len(rounds)} round(s):\n" + table(headers, rows, markdown))
+    ratio_rows = ratios(summary, payloads)
     if ratio_rows:
         cells = [[str(r["payload"]), str(r["ratio"]), f"{r['value']:.2f}"] for r in ratio_rows]
-        print("\n" + table(["payload", "req/s ratio", "value"], cells, markdown))
+        print("\n" + table(["payload", "req/s ratio (medians)", "value"], cells, markdown))
     return ratio_rows
 
 
@@ -467,6 +499,12 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument(
         "--warmup", type=int, default=2, help="seconds of wrk warm-up per payload (default 2)"
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="measure every server this many times, in rotating order; report medians (default 3)",
     )
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--threads", type=int, default=2)
@@ -535,20 +573,26 @@ def main() -> int:
             "bare": lambda: bare_server(core_python, artifact, workdir),
         }
         seen: Predictions = {}
-        for name in selected:
-            server = factories[name]()
-            log_path = workdir / f"{server.name}.log"
-            print(f"[{server.name}] starting: {' '.join(server.cmd)}", flush=True)
-            try:
-                with running(server, log_path, args.ready_timeout):
-                    results += measure(server, payloads, scripts, args, seen)
-            except StartError as exc:
-                failures.append(server.name)
-                print(
-                    f"[{server.name}] failed to start: {exc}\n{log_tail(log_path)}",
-                    file=sys.stderr,
-                    flush=True,
-                )
+        for round_number in range(1, args.rounds + 1):
+            # Rotate the order each round, so slow drift of the machine does
+            # not always fall on the same server.
+            shift = (round_number - 1) % len(selected)
+            for name in selected[shift:] + selected[:shift]:
+                if name in failures:
+                    continue
+                server = factories[name]()
+                log_path = workdir / f"{server.name}.log"
+                print(f"[round {round_number}] [{server.name}] starting: {' '.join(server.cmd)}", flush=True)
+                try:
+                    with running(server, log_path, args.ready_timeout):
+                        results += measure(server, payloads, scripts, args, seen, round_number)
+                except StartError as exc:
+                    failures.append(server.name)
+                    print(
+                        f"[{server.name}] failed to start: {exc}\n{log_tail(log_path)}",
+                        file=sys.stderr,
+                        flush=True,
+                    )
 
     ratio_rows = report(results, payloads, args.markdown)
     elapsed = time.monotonic() - started
@@ -563,6 +607,7 @@ def main() -> int:
                 "connections": args.connections,
                 "duration_s": args.duration,
                 "warmup_s": args.warmup,
+                "rounds": args.rounds,
                 "wrk": wrk_version,
             },
             "environment": {
@@ -572,7 +617,8 @@ def main() -> int:
                 "load_average_before": load_before,
             },
             "results": [asdict(r) for r in results],
-            "ratios": ratio_rows,
+            "medians": [asdict(r) for r in medians(results)],
+            "ratios_of_medians": ratio_rows,
             "failed_to_start": failures,
             "elapsed_s": round(elapsed, 1),
         }
