@@ -567,10 +567,11 @@ def main() -> int:
         if len(set(versions.values())) > 1:
             print(f"warning: scikit-learn versions differ: {versions}", file=sys.stderr)
 
-        factories: dict[str, Callable[[], Server]] = {
-            "core": lambda: core_server(core_python, core_dir, workdir),
-            "mlserver": lambda: mlserver_server(pythons[-1], artifact, workdir),
-            "bare": lambda: bare_server(core_python, artifact, workdir),
+        # Each start gets a folder of its own (MLServer's settings live there).
+        factories: dict[str, Callable[[Path], Server]] = {
+            "core": lambda folder: core_server(core_python, core_dir, folder),
+            "mlserver": lambda folder: mlserver_server(pythons[-1], artifact, folder),
+            "bare": lambda folder: bare_server(core_python, artifact, folder),
         }
         seen: Predictions = {}
         for round_number in range(1, args.rounds + 1):
@@ -580,8 +581,10 @@ def main() -> int:
             for name in selected[shift:] + selected[:shift]:
                 if name in failures:
                     continue
-                server = factories[name]()
-                log_path = workdir / f"{server.name}.log"
+                folder = workdir / f"round-{round_number}-{name}"
+                folder.mkdir()
+                server = factories[name](folder)
+                log_path = folder / f"{server.name}.log"
                 print(f"[round {round_number}] [{server.name}] starting: {' '.join(server.cmd)}", flush=True)
                 try:
                     with running(server, log_path, args.ready_timeout):
