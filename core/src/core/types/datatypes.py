@@ -57,6 +57,9 @@ def to_dtype(datatype: Datatype | str) -> np.dtype:
 
 def to_datatype(dtype: np.dtype) -> Datatype:
     """The OIP datatype for a numpy dtype; strings, bytes and objects are BYTES."""
+    found = _DATATYPES_BY_KIND.get(dtype)  # the common case: a native dtype
+    if found is not None:
+        return found
     dtype = np.dtype(dtype)  # also numpy scalar types (np.float32, np.str_)
     found = _DATATYPES_BY_KIND.get(dtype.newbyteorder("="))
     if found is not None:

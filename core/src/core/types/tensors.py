@@ -13,6 +13,14 @@ from .datatypes import NUMPY_DTYPES, Datatype
 
 _CACHE = "_ndarray"
 
+# Range limits by numpy dtype, computed once (np.iinfo/np.finfo are slow to build).
+_INT_LIMITS = {
+    dtype: (int(np.iinfo(dtype).min), int(np.iinfo(dtype).max))
+    for dtype in NUMPY_DTYPES.values()
+    if dtype.kind in "iu"
+}
+_FLOAT_LIMITS = {dtype: float(np.finfo(dtype).max) for dtype in NUMPY_DTYPES.values() if dtype.kind == "f"}
+
 # Which numpy kinds a JSON-decoded list may have for each datatype family.
 _ALLOWED_KINDS = {"b": "b", "u": "ui", "i": "ui", "f": "uif"}
 
@@ -88,17 +96,18 @@ def _numeric_array(name: str, datatype: Datatype, data: Any) -> np.ndarray:
             f"{_describe(target)} elements, got {_describe(raw.dtype)}"
         )
     if target.kind in "iu" and raw.dtype.kind in "iu":
-        info = np.iinfo(target)
-        if raw.min() < info.min or raw.max() > info.max:
-            raise BadRequest(
-                f"tensor '{name}': values out of range for {datatype.value} [{info.min}, {info.max}]"
-            )
+        low, high = _INT_LIMITS[target]
+        if raw.min() < low or raw.max() > high:
+            raise BadRequest(f"tensor '{name}': values out of range for {datatype.value} [{low}, {high}]")
     if target.kind == "f" and raw.dtype.kind == "f" and target.itemsize < raw.itemsize:
-        with np.errstate(over="ignore"):
-            narrowed = raw.astype(target)
-        if not np.isfinite(narrowed).all() and (np.isinf(narrowed) & np.isfinite(raw)).any():
-            raise BadRequest(f"tensor '{name}': values out of range for {datatype.value}")
-        return narrowed
+        # Only a value beyond the target's largest finite one can overflow to
+        # inf; infinities and NaN sent as such stay what they are.
+        limit = _FLOAT_LIMITS[target]
+        if raw.max() > limit or raw.min() < -limit:
+            if np.isfinite(raw[np.abs(raw) > limit]).any():
+                raise BadRequest(f"tensor '{name}': values out of range for {datatype.value}")
+            with np.errstate(over="ignore"):
+                return raw.astype(target)
     return raw.astype(target)
 
 
