@@ -14,6 +14,7 @@ import uvicorn
 
 from . import executor
 from .dataplane import DataPlane
+from .grpc.server import GRPCServer
 from .model import Model
 from .registry import ModelRegistry
 from .rest.app import create_app
@@ -56,10 +57,13 @@ class Server:
         self.dataplane = DataPlane(self.settings, self.registry)
         self.app = create_app(self.settings, self.dataplane)
         self._http: uvicorn.Server | None = None
+        self._grpc: GRPCServer | None = None
 
     async def start(self, models: Sequence[Model] = ()) -> None:
-        """Serve until SIGINT/SIGTERM. The HTTP port opens at once (so liveness
-        answers while models load); readiness follows the models."""
+        """Serve until SIGINT/SIGTERM. The HTTP and gRPC ports open at once (so
+        liveness answers while models load); readiness follows the models. On
+        a signal both stop taking calls, finish the running ones, then the
+        models unload."""
         settings = self.settings
         config = uvicorn.Config(
             FastInferApp(self.app, self.dataplane, settings.max_request_body_size),
@@ -71,6 +75,8 @@ class Server:
             lifespan="off",
         )
         self._http = _HTTPServer(config)
+        self._grpc = GRPCServer(settings, self.dataplane)
+        await self._grpc.start()
         serving = asyncio.create_task(self._http.serve())
         try:
             await self._load(models)
@@ -79,6 +85,7 @@ class Server:
             if not serving.done():
                 self._http.should_exit = True
                 await serving
+            await self._grpc.stop()
             await self.registry.unload_all()
 
     def run(self, models: Sequence[Model] = ()) -> None:

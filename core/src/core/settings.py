@@ -39,6 +39,8 @@ class Settings(BaseSettings):
     server_version: str = __version__
     # Largest request body accepted, in bytes; larger ones get 413.
     max_request_body_size: int = 256 * 1024 * 1024
+    # Largest gRPC message received or sent, in bytes (gRPC's own default is 4 MiB).
+    grpc_max_message_length: int = 2**31 - 1
     log_level: str = "INFO"
     # Framework calls measured faster than this (seconds) run on the event
     # loop instead of a thread (see core.executor.BlockingCalls); 0: always a thread.

@@ -1,0 +1,181 @@
+"""`inference.GRPCInferenceService` over the DataPlane: the OIP core RPCs and
+the model-repository RPCs with Triton's message layout."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import grpc
+
+from ..dataplane import DataPlane
+from ..errors import CoreError, InferenceError
+from . import converters
+from .generated import inference_pb2 as pb
+
+logger = logging.getLogger(__name__)
+
+SERVICE_NAME = "inference.GRPCInferenceService"
+
+Response = TypeVar("Response")
+
+# Metadata keys gRPC reserves for itself or that HTTP/2 frames: a model cannot set them.
+_RESERVED_METADATA = frozenset({"content-type", "content-length", "te", "user-agent", "connection"})
+_METADATA_KEY = re.compile(r"^[0-9a-z_.\-]+$")
+
+
+class InferenceServicer:
+    def __init__(self, dataplane: DataPlane) -> None:
+        self.dataplane = dataplane
+
+    # Health and metadata. Live/ready answer false rather than fail.
+
+    async def ServerLive(self, request: pb.ServerLiveRequest, context: Any) -> pb.ServerLiveResponse:
+        return pb.ServerLiveResponse(live=self.dataplane.live())
+
+    async def ServerReady(self, request: pb.ServerReadyRequest, context: Any) -> pb.ServerReadyResponse:
+        return pb.ServerReadyResponse(ready=self.dataplane.ready())
+
+    async def ModelReady(self, request: pb.ModelReadyRequest, context: Any) -> pb.ModelReadyResponse:
+        async def ready() -> pb.ModelReadyResponse:
+            return pb.ModelReadyResponse(
+                ready=self.dataplane.model_ready(request.name, request.version or None)
+            )
+
+        return await _guarded(context, ready())
+
+    async def ServerMetadata(
+        self, request: pb.ServerMetadataRequest, context: Any
+    ) -> pb.ServerMetadataResponse:
+        metadata = self.dataplane.metadata()
+        return pb.ServerMetadataResponse(
+            name=metadata.name, version=metadata.version, extensions=metadata.extensions
+        )
+
+    async def ModelMetadata(self, request: pb.ModelMetadataRequest, context: Any) -> pb.ModelMetadataResponse:
+        async def metadata() -> pb.ModelMetadataResponse:
+            found = await self.dataplane.model_metadata(request.name, request.version or None)
+            return converters.model_metadata_to_proto(found)
+
+        return await _guarded(context, metadata())
+
+    # Inference
+
+    async def ModelInfer(self, request: pb.ModelInferRequest, context: Any) -> pb.ModelInferResponse:
+        async def infer() -> pb.ModelInferResponse:
+            payload = converters.request_from_proto(request)
+            headers = request_headers(context)
+            name, version = request.model_name, request.model_version or None
+            response = await self.dataplane.infer(payload, name, version, headers)
+            reply_headers = response.parameters.headers if response.parameters is not None else None
+            message = converters.response_to_proto(response)
+            if reply_headers:
+                await context.send_initial_metadata(response_metadata(name, reply_headers))
+            return message
+
+        return await _guarded(context, infer())
+
+    # Model repository
+
+    async def RepositoryIndex(
+        self, request: pb.RepositoryIndexRequest, context: Any
+    ) -> pb.RepositoryIndexResponse:
+        async def index() -> pb.RepositoryIndexResponse:
+            # proto3 cannot tell false from unset: false lists every model, as in Triton.
+            found = self.dataplane.repository_index(True if request.ready else None)
+            return converters.repository_index_to_proto(found)
+
+        return await _guarded(context, index())
+
+    async def RepositoryModelLoad(
+        self, request: pb.RepositoryModelLoadRequest, context: Any
+    ) -> pb.RepositoryModelLoadResponse:
+        if request.parameters:
+            await context.abort(
+                grpc.StatusCode.UNIMPLEMENTED,
+                "load parameters (configuration and file overrides) are not supported",
+            )
+
+        async def load() -> pb.RepositoryModelLoadResponse:
+            await self.dataplane.repository_load(request.model_name)
+            return pb.RepositoryModelLoadResponse()
+
+        return await _guarded(context, load())
+
+    async def RepositoryModelUnload(
+        self, request: pb.RepositoryModelUnloadRequest, context: Any
+    ) -> pb.RepositoryModelUnloadResponse:
+        async def unload() -> pb.RepositoryModelUnloadResponse:
+            await self.dataplane.repository_unload(request.model_name)
+            return pb.RepositoryModelUnloadResponse()
+
+        return await _guarded(context, unload())
+
+
+async def _guarded(context: Any, call: Awaitable[Response]) -> Response:
+    """`call`'s result; a CoreError becomes its gRPC status and message, any
+    other exception INTERNAL with a generic message (the details go to the log)."""
+    try:
+        return await call
+    except CoreError as error:
+        await context.abort(getattr(grpc.StatusCode, error.grpc_code), error.message)
+    except Exception:
+        logger.exception("unhandled error in a gRPC call")
+        await context.abort(grpc.StatusCode.INTERNAL, "internal server error")
+    raise AssertionError("context.abort returned")  # it raises; this tells mypy so
+
+
+def request_headers(context: Any) -> dict[str, str]:
+    """Invocation metadata as `parameters.headers`. Binary (`-bin`) entries are
+    left out: headers are text."""
+    return {
+        key.lower(): value
+        for key, value in context.invocation_metadata() or ()
+        if isinstance(value, str) and not key.endswith("-bin")
+    }
+
+
+def response_metadata(model: str, headers: dict[str, str]) -> tuple[tuple[str, str], ...]:
+    """The headers a model set, as initial metadata: lower-case keys, printable
+    ASCII values; gRPC's own keys stay the server's."""
+    metadata = []
+    for key, value in headers.items():
+        name, text = key.lower(), str(value)
+        if name in _RESERVED_METADATA or name.startswith(("grpc-", ":")):
+            continue
+        if not _METADATA_KEY.match(name) or name.endswith("-bin"):
+            raise InferenceError(f"model '{model}' set response header '{key}' that gRPC cannot carry")
+        if not text.isascii() or not text.isprintable():
+            raise InferenceError(
+                f"model '{model}' set response header '{key}' to a value gRPC cannot carry "
+                "(printable ASCII only)"
+            )
+        metadata.append((name, text))
+    return tuple(metadata)
+
+
+def method_handlers(servicer: InferenceServicer) -> grpc.GenericRpcHandler:
+    """The service's handlers, registered by hand rather than through the
+    generated *_pb2_grpc module (untyped), with the same method paths."""
+    methods: dict[str, tuple[Callable[..., Awaitable[Any]], Any]] = {
+        "ServerLive": (servicer.ServerLive, pb.ServerLiveRequest),
+        "ServerReady": (servicer.ServerReady, pb.ServerReadyRequest),
+        "ModelReady": (servicer.ModelReady, pb.ModelReadyRequest),
+        "ServerMetadata": (servicer.ServerMetadata, pb.ServerMetadataRequest),
+        "ModelMetadata": (servicer.ModelMetadata, pb.ModelMetadataRequest),
+        "ModelInfer": (servicer.ModelInfer, pb.ModelInferRequest),
+        "RepositoryIndex": (servicer.RepositoryIndex, pb.RepositoryIndexRequest),
+        "RepositoryModelLoad": (servicer.RepositoryModelLoad, pb.RepositoryModelLoadRequest),
+        "RepositoryModelUnload": (servicer.RepositoryModelUnload, pb.RepositoryModelUnloadRequest),
+    }
+    handlers = {
+        name: grpc.unary_unary_rpc_method_handler(
+            function,
+            request_deserializer=message_type.FromString,
+            response_serializer=lambda message: message.SerializeToString(),
+        )
+        for name, (function, message_type) in methods.items()
+    }
+    return grpc.method_handlers_generic_handler(SERVICE_NAME, handlers)
