@@ -39,7 +39,7 @@ MODELS_PY = textwrap.dedent(
     """Custom runtimes of the end-to-end tests."""
 
     from core import Model
-    from core.types import InferenceRequest, InferenceResponse, Parameters, ResponseOutput
+    from core.types import InferenceRequest, InferenceResponse, Parameters, ResponseOutput, to_ndarray
 
 
     class Exploding(Model):
@@ -61,6 +61,18 @@ MODELS_PY = textwrap.dedent(
                 model_name=self.name,
                 parameters=Parameters(headers=reply),
                 outputs=[ResponseOutput(name="header", shape=[1], datatype="BYTES", data=[value])],
+            )
+
+
+    class Upper(Model):
+        """Upper-cases BYTES input `text` (bytes.upper: binary-safe) into output `upper`."""
+
+        async def predict(self, payload: InferenceRequest) -> InferenceResponse:
+            text = payload.inputs[0]
+            upper = [item.upper() for item in to_ndarray(text).ravel()]
+            return InferenceResponse(
+                model_name=self.name,
+                outputs=[ResponseOutput(name="upper", shape=text.shape, datatype="BYTES", data=upper)],
             )
 
 
@@ -148,12 +160,14 @@ def model_repository(tmp_path_factory: pytest.TempPathFactory, iris: Iris) -> Pa
     # Load/unload tests take these down and bring them back; nothing else uses them.
     write_model(root / "scratch-httpx", iris_settings("scratch-httpx"), iris.classifier)
     write_model(root / "scratch-triton", iris_settings("scratch-triton"), iris.classifier)
+    write_model(root / "scratch-grpc", iris_settings("scratch-grpc"), iris.classifier)
     write_model(
         root / "exploding", {"name": "exploding", "implementation": "models.Exploding"}, models_py=True
     )
     write_model(
         root / "header-echo", {"name": "header-echo", "implementation": "models.HeaderEcho"}, models_py=True
     )
+    write_model(root / "upper", {"name": "upper", "implementation": "models.Upper"}, models_py=True)
     return root
 
 

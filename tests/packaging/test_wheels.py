@@ -15,8 +15,11 @@ import zipfile
 from email.parser import Parser
 from pathlib import Path
 
+import grpc
 import httpx
 import pytest
+from grpc_health.v1.health_pb2 import HealthCheckRequest, HealthCheckResponse
+from grpc_health.v1.health_pb2_grpc import HealthStub
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
@@ -101,8 +104,16 @@ def test_sdist_and_wheel_are_built(dist: Path, name: str) -> None:
     assert {"pyproject.toml", "PKG-INFO", "README.md", f"src/{module}/__init__.py"} <= members
     # The wheel is what the sdist builds: the same version, no stray files.
     with zipfile.ZipFile(wheel_path(dist, name)) as wheel:
-        tops = {entry.split("/", 1)[0] for entry in wheel.namelist()}
+        entries = set(wheel.namelist())
+    tops = {entry.split("/", 1)[0] for entry in entries}
     assert tops == {module, f"{artifact_stem(name)}.dist-info"}
+    if name == "core":
+        # The sdist carries the .proto and the build hook, not protoc's output;
+        # the wheel (built from the sdist) carries the compiled modules.
+        assert {"hatch_build.py", "src/core/grpc/proto/inference.proto"} <= members
+        assert not any("grpc/generated" in member for member in members), members
+        generated = {"core/grpc/generated/inference_pb2.py", "core/grpc/generated/inference_pb2_grpc.py"}
+        assert generated <= entries, sorted(entries)
 
 
 @pytest.mark.parametrize("name", list(PACKAGES))
@@ -225,9 +236,13 @@ def test_installed_server_serves_a_fresh_model(venv_python: Path, tmp_path: Path
     with (
         ServerProcess(tmp_path / "models", python=str(venv_python), env=CLEAN_ENV) as server,
         httpx.Client(base_url=server.url, timeout=30) as http,
+        grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel,
     ):
         metadata = http.get("/v2").json()
         response = http.post("/v2/models/iris/infer", json=body)
+        # gRPC serves too: the wheel's compiled protos import and run.
+        health = HealthStub(channel).Check(HealthCheckRequest(), timeout=30)
+    assert health.status == HealthCheckResponse.SERVING
     assert metadata["version"] == source_version("core"), metadata
     assert response.status_code == 200, response.text
     outputs = {output["name"]: output for output in response.json()["outputs"]}
