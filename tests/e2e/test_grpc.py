@@ -224,3 +224,15 @@ def test_reflection_lists_and_describes_the_service(grpc_url: str) -> None:
     assert {"inference.GRPCInferenceService", "grpc.health.v1.Health"} <= services
     files = described.file_descriptor_response.file_descriptor_proto
     assert files and b"ModelInfer" in files[0]
+
+
+def test_undecodable_message_is_refused_and_server_serves_on(
+    grpc_url: str, triton_client: triton.InferenceServerClient
+) -> None:
+    with grpc.insecure_channel(grpc_url) as channel:
+        send_bytes = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer")
+        with pytest.raises(grpc.RpcError) as raised:
+            send_bytes(b"\xff\xff\xff", timeout=10)
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "malformed ModelInferRequest" in raised.value.details()
+    assert triton_client.is_server_ready()

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import grpc
+from google.protobuf.message import DecodeError
 
 from ..dataplane import DataPlane
 from ..errors import CoreError, InferenceError
@@ -172,10 +173,27 @@ def method_handlers(servicer: InferenceServicer) -> grpc.GenericRpcHandler:
     }
     handlers = {
         name: grpc.unary_unary_rpc_method_handler(
-            function,
-            request_deserializer=message_type.FromString,
+            _parsing(function, message_type),
             response_serializer=lambda message: message.SerializeToString(),
         )
         for name, (function, message_type) in methods.items()
     }
     return grpc.method_handlers_generic_handler(SERVICE_NAME, handlers)
+
+
+def _parsing(
+    function: Callable[..., Awaitable[Any]], message_type: Any
+) -> Callable[[bytes, Any], Awaitable[Any]]:
+    """`function` taking the request bytes: parsed here rather than by a gRPC
+    deserializer, whose failure clients would see as UNKNOWN, not INVALID_ARGUMENT."""
+
+    async def handler(data: bytes, context: Any) -> Any:
+        try:
+            request = message_type.FromString(data)
+        except DecodeError as error:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, f"malformed {message_type.DESCRIPTOR.name}: {error}"
+            )
+        return await function(request, context)
+
+    return handler
