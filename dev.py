@@ -23,7 +23,16 @@ PYTHON = BIN / "python"
 STAMP = VENV / ".installed"
 
 PACKAGES = ["-e", "core[pandas]", "-e", "plugins/sklearn"]
-TEST_TOOLS = ["pytest>=8", "httpx>=0.27", "tritonclient[http,grpc]>=2.40", "build>=1.0", "hatchling>=1.21"]
+TEST_TOOLS = [
+    "pytest>=8",
+    "httpx>=0.27",
+    "tritonclient[http,grpc]>=2.40",
+    "build>=1.0",
+    "hatchling>=1.21",
+    # compiles the official OIP proto in the wire-compatibility test; the same
+    # range as core's build requirement
+    "grpcio-tools>=1.81.1,<1.82",
+]
 
 
 def _requirements_signature() -> str:
