@@ -7,7 +7,7 @@ import asyncio
 import itertools
 import logging
 import random
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 
 from .errors import CoreError, InferenceError, ModelLoadError, ModelNotFound
@@ -119,6 +119,27 @@ class DataPlane:
         headers: Mapping[str, str] | None = None,
     ) -> InferenceResponse:
         model = self.registry.get(name, version)
+        return await self._call(model, model.predict, payload, headers)
+
+    async def explain(
+        self,
+        payload: InferenceRequest,
+        name: str,
+        version: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> InferenceResponse:
+        model = self.registry.get(name, version)
+        return await self._call(model, model.explain, payload, headers)
+
+    async def _call(
+        self,
+        model: Model,
+        method: Callable[[InferenceRequest], Awaitable[InferenceResponse]],
+        payload: InferenceRequest,
+        headers: Mapping[str, str] | None,
+    ) -> InferenceResponse:
+        """`model.predict` or `model.explain` on a checked request, with the
+        request id and headers set, and the model's name and version on the answer."""
         for request_input in payload.inputs:
             to_ndarray(request_input)  # rejects bad shapes and element types with a 400
         if payload.id is None:
@@ -129,12 +150,12 @@ class DataPlane:
             else:
                 payload.parameters.headers = dict(headers)
         try:
-            response = await model.predict(payload)
+            response = await method(payload)
         except CoreError:
             raise
         except Exception as error:
-            logger.exception("model '%s' raised while predicting", name)
-            raise InferenceError(f"model '{name}' failed: {type(error).__name__}: {error}") from None
+            logger.exception("model '%s' raised in %s", model.name, method.__name__)
+            raise InferenceError(f"model '{model.name}' failed: {type(error).__name__}: {error}") from None
         # Assign only what differs: pydantic's __setattr__ is slow on this path.
         if response.id != payload.id:
             response.id = payload.id
@@ -143,6 +164,10 @@ class DataPlane:
         if response.model_version is None and model.version is not None:
             response.model_version = model.version
         return response
+
+    def model_names(self) -> list[str]:
+        """The names of the models loaded or loading, whatever their state."""
+        return sorted({entry.name for entry in self.registry.entries()})
 
     # Model repository extension
 

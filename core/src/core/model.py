@@ -75,6 +75,11 @@ class Model:
         raise NotImplementedByModel(f"model '{self.name}' does not implement streaming")
         yield  # pragma: no cover  (makes this an async generator)
 
+    async def explain(self, payload: InferenceRequest) -> InferenceResponse:
+        """An explanation of the predictions for `payload` (KServe V1 `:explain`).
+        Optional: runtimes without one answer 501."""
+        raise NotImplementedByModel(f"model '{self.name}' does not implement explain")
+
     async def unload(self) -> bool:
         return True
 
