@@ -139,6 +139,12 @@ def infer_body() -> Any:
 
 
 @pytest.fixture(scope="session")
+def model_folder() -> Any:
+    """`model_folder(folder, settings, estimator=None, models_py=False)`: writes a model folder."""
+    return write_model
+
+
+@pytest.fixture(scope="session")
 def iris() -> Iris:
     features, labels = load_iris(return_X_y=True)
     classifier = LogisticRegression(max_iter=1000).fit(features, labels)

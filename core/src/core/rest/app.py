@@ -16,13 +16,14 @@ from .docs import DOCS_URL, OPENAPI_URL, docs_router
 from .errors import install_error_handlers
 from .repository_routes import repository_router
 from .responses import JSONResponse
+from .v1 import v1_router
 
 
 def create_app(settings: Settings, dataplane: DataPlane) -> FastAPI:
     app = FastAPI(
         title=f"{settings.server_name} inference server",
         version=__version__,
-        description="Open Inference Protocol (V2) REST API.",
+        description="Open Inference Protocol (V2) REST API, and KServe's V1 protocol.",
         docs_url=DOCS_URL,
         openapi_url=OPENAPI_URL,
         redoc_url=None,
@@ -32,6 +33,7 @@ def create_app(settings: Settings, dataplane: DataPlane) -> FastAPI:
     install_error_handlers(app)
     app.include_router(dataplane_router(dataplane, settings.max_request_body_size))
     app.include_router(repository_router(dataplane))
+    app.include_router(v1_router(dataplane, settings.max_request_body_size))
     app.include_router(docs_router(app, dataplane))
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app

@@ -20,7 +20,7 @@ from .body import read_body
 from .fast_infer import encode_model_headers, parse_inference_request, render_inference_response
 from .responses import JSONResponse
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": InferenceErrorResponse} for status in (400, 404, 413, 500, 503)
 }
 
@@ -55,8 +55,14 @@ def _without_version(endpoint: Any) -> Any:
     return unversioned
 
 
+def model_ready_response(dataplane: DataPlane, name: str, version: str | None = None) -> JSONResponse:
+    """`{"name", "ready"}`: 200 when ready, 503 when not, 404 for unknown models."""
+    is_ready = dataplane.model_ready(name, version)
+    return JSONResponse({"name": name, "ready": is_ready}, status_code=200 if is_ready else 503)
+
+
 def dataplane_router(dataplane: DataPlane, max_body_size: int) -> APIRouter:
-    router = APIRouter(responses=_ERRORS)
+    router = APIRouter(responses=ERROR_RESPONSES)
 
     async def live() -> JSONResponse:
         return JSONResponse({"live": dataplane.live()})
@@ -69,8 +75,7 @@ def dataplane_router(dataplane: DataPlane, max_body_size: int) -> APIRouter:
         return JSONResponse(dataplane.metadata())
 
     async def model_ready(name: str, version: str | None = None) -> JSONResponse:
-        is_ready = dataplane.model_ready(name, version)
-        return JSONResponse({"name": name, "ready": is_ready}, status_code=200 if is_ready else 503)
+        return model_ready_response(dataplane, name, version)
 
     async def model_metadata(name: str, version: str | None = None) -> JSONResponse:
         return JSONResponse(await dataplane.model_metadata(name, version))

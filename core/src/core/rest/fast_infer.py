@@ -12,13 +12,12 @@ import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-import orjson
 from pydantic import ValidationError
 
 from ..dataplane import DataPlane
 from ..errors import BadRequest, CoreError, InferenceError
 from ..types import InferenceRequest, InferenceResponse
-from .body import Receive, read_body
+from .body import Receive, parse_json, read_body
 from .errors import describe_request_error
 from .responses import dumps
 
@@ -34,12 +33,10 @@ _JSON = (b"content-type", b"application/json")
 
 
 def parse_inference_request(body: bytes) -> InferenceRequest:
-    # orjson then pydantic: on large tensors orjson builds the lists faster
-    # than pydantic's own JSON parser, and `data` is not validated per element.
+    # pydantic does not validate `data` per element.
+    content = parse_json(body)
     try:
-        return InferenceRequest.model_validate(orjson.loads(body))
-    except orjson.JSONDecodeError as error:
-        raise BadRequest(f"malformed JSON: {error}") from None
+        return InferenceRequest.model_validate(content)
     except ValidationError as error:
         raise BadRequest(describe_request_error(error)) from None
 
