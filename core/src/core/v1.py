@@ -78,22 +78,12 @@ def _regular_array(values: list[Any], what: str = "instances") -> np.ndarray:
         raise BadRequest(f"{what} are not a regular array (nested lists of different lengths)") from None
     if array.dtype.kind not in "biufU":
         raise BadRequest(f"{what} must be numbers, booleans or strings, in nested lists of equal length")
-    if array.dtype.kind == "U" and not all(isinstance(item, str) for item in _flatten(values)):
+    if array.dtype.kind == "U" and not all(
+        isinstance(item, str) for item in np.asarray(values, dtype=object).ravel()
+    ):
         # numpy turns [1, "a"] into strings: mixed values are a mistake, not text.
         raise BadRequest(f"{what} mix strings with other values")
     return array
-
-
-def _flatten(values: list[Any]) -> list[Any]:
-    flat: list[Any] = []
-    stack = list(reversed(values))
-    while stack:
-        item = stack.pop()
-        if isinstance(item, list):
-            stack.extend(reversed(item))
-        else:
-            flat.append(item)
-    return flat
 
 
 def _records_request(records: list[dict[str, Any]]) -> InferenceRequest:
