@@ -56,7 +56,9 @@ MODELS_PY = textwrap.dedent(
         async def predict(self, payload: InferenceRequest) -> InferenceResponse:
             headers = payload.parameters.headers if payload.parameters else None
             value = (headers or {}).get("x-e2e-echo", "<missing>")
+            # Framing headers the server must not take from a model.
             reply = {"X-E2E-Reply": f"pong-{value}", "Content-Length": "1"}
+            reply["Inference-Header-Content-Length"] = "2"
             if "x-e2e-unencodable" in (headers or {}):
                 reply["X-E2E-Reply"] = "\u20ac"
             return InferenceResponse(

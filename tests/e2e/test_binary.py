@@ -53,7 +53,7 @@ def binary_input(name: str, array: np.ndarray, datatype: str, binary: bool = Tru
     return tensor
 
 
-def frame(header: dict[str, Any], *raw: bytes) -> tuple[bytes, dict[str, str]]:
+def frame(header: dict[str, Any], *raw: bytes) -> tuple[bytes, dict[str, str | bytes]]:
     """A binary-extension request body and its framing header."""
     text = json.dumps(header).encode()
     return text + b"".join(raw), {HEADER: str(len(text))}
@@ -233,6 +233,7 @@ def test_header_length_zero_is_one_raw_input(client: httpx.Client, iris) -> None
     ("model", "body", "problem"),
     [
         ("echo", b"\x00" * 4, "model 'echo' to declare exactly one input"),
+        ("iris", b"", "needs the raw input data in the body; it is empty"),
         ("iris", b"\x00" * 20, "raw body of 20 bytes does not fit shape [-1, 4] of FP32"),
         ("echo-bytes", struct.pack("<I", 9) + b"ab", "'text': raw BYTES element 0 of 9 bytes overruns"),
     ],
@@ -260,6 +261,7 @@ BYTES_OVERRUN = struct.pack("<I", 200) + b"ab"
     [
         (one_input(4, [1]), b"\x00" * 4, "9999", "Inference-Header-Content-Length is 9999 but the body"),
         (one_input(4, [1]), b"\x00" * 4, "ten", "invalid Inference-Header-Content-Length header: 'ten'"),
+        (one_input(4, [1]), b"\x00" * 4, "\u00b2", "invalid Inference-Header-Content-Length header"),
         (one_input(4, [1]), b"\x00" * 6, None, "6 bytes of binary data follow the JSON header, but the "
          "inputs' binary_data_size add up to 4 (inputs: 'x' 4)"),
         (one_input(8, [3]), b"\x00" * 8, None, "tensor 'x': shape [3] of INT32 needs 12 bytes of raw data"),
@@ -274,7 +276,7 @@ def test_bad_framing_is_a_400_naming_the_problem(
 ) -> None:
     body, headers = frame(header, raw)
     if length is not None:
-        headers[HEADER] = length
+        headers[HEADER] = length.encode("latin-1")
     response = client.post("/v2/models/echo/infer", content=body, headers=headers)
     assert response.status_code == 400, response.text
     assert problem in response.json()["error"]
@@ -346,3 +348,16 @@ def test_gzip_bomb_is_a_413(limited_server, iris) -> None:
     )
     assert response.status_code == 200, response.text
     assert response.json()["outputs"][0]["data"] == iris.classifier.predict(rows).tolist()
+
+
+def test_binary_asked_only_for_an_output_not_returned(client: httpx.Client) -> None:
+    # Echo returns no `ghost`: nothing goes binary, so the response is plain JSON.
+    request = {
+        "inputs": [{"name": "x", "shape": [1], "datatype": "INT8", "data": [4]}],
+        "outputs": [{"name": "x"}, {"name": "ghost", "parameters": {"binary_data": True}}],
+    }
+    response = client.post("/v2/models/echo/infer", json=request)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "application/json"
+    assert HEADER.lower() not in response.headers
+    assert response.json()["outputs"] == [{"name": "x", "shape": [1], "datatype": "INT8", "data": [4]}]

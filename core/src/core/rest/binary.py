@@ -46,7 +46,7 @@ ALL_BINARY = BinaryOutputs(True)
 def split_body(body: bytes, declared: str) -> tuple[memoryview, memoryview]:
     """The JSON header and the raw bytes after it, by the declared
     Inference-Header-Content-Length (not 0: see `single_input_request`)."""
-    if not declared.isdigit():
+    if not declared.isdecimal():  # not isdigit: int() rejects "²"
         raise BadRequest(f"invalid Inference-Header-Content-Length header: {declared!r}")
     length = int(declared)
     if length > len(body):
@@ -96,6 +96,10 @@ def single_input_request(metadata: MetadataModelResponse, body: bytes) -> Infere
             f"Inference-Header-Content-Length 0 (a raw body without JSON) needs model "
             f"'{metadata.name}' to declare exactly one input in its metadata "
             f"(model-settings `inputs`); it declares {len(metadata.inputs)}"
+        )
+    if not body:
+        raise BadRequest(
+            "Inference-Header-Content-Length 0 needs the raw input data in the body; it is empty"
         )
     spec = metadata.inputs[0]
     shape = list(spec.shape)

@@ -58,8 +58,8 @@ async def infer_body(
     dataplane: DataPlane, name: str, version: str | None, headers: Mapping[str, str], body: bytes
 ) -> tuple[bytes, list[tuple[bytes, bytes]]]:
     """Answer an infer request body: the response body and its headers.
-    `headers` has lower-case names. A plain JSON request costs one header
-    lookup and a look at the parameters more than JSON alone would."""
+    `headers` has lower-case names. The binary extension costs a plain JSON
+    request one header lookup and a look at its parameters."""
     declared = headers.get(INFERENCE_HEADER)
     if declared is None:
         payload = parse_inference_request(body)
@@ -75,12 +75,13 @@ async def infer_body(
         binary = take_binary_outputs(payload)
     response = await dataplane.infer(payload, name, version, headers)
     model_headers = encode_model_headers(name, _take_model_headers(response))
-    if binary is not None:
-        content, json_length = render_binary(response, binary)
-        if json_length is not None:
-            framing = [_OCTET_STREAM, (INFERENCE_HEADER.encode(), str(json_length).encode())]
-            return content, framing + model_headers
-    return dumps(response), [_JSON, *model_headers]
+    if binary is None:
+        return dumps(response), [_JSON, *model_headers]
+    content, json_length = render_binary(response, binary)
+    if json_length is None:  # none of the outputs asked for in binary was returned
+        return content, [_JSON, *model_headers]
+    framing = [_OCTET_STREAM, (INFERENCE_HEADER.encode(), str(json_length).encode())]
+    return content, framing + model_headers
 
 
 def _take_model_headers(response: InferenceResponse) -> dict[str, str] | None:
@@ -96,7 +97,16 @@ def _take_model_headers(response: InferenceResponse) -> dict[str, str] | None:
 
 
 # Framing headers stay the server's own, whatever a model asks for.
-_RESERVED_HEADERS = frozenset({"content-length", "content-type", "transfer-encoding", "connection"})
+_RESERVED_HEADERS = frozenset(
+    {
+        "content-length",
+        "content-type",
+        "transfer-encoding",
+        "connection",
+        "content-encoding",
+        INFERENCE_HEADER,
+    }
+)
 
 
 def encode_model_headers(model: str, headers: dict[str, str] | None) -> list[tuple[bytes, bytes]]:
