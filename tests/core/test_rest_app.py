@@ -4,6 +4,7 @@ path in front of it: its infer route must answer exactly as the fast path."""
 from __future__ import annotations
 
 import asyncio
+import json
 
 import httpx
 import numpy as np
@@ -41,5 +42,24 @@ def test_fastapi_infer_route_matches_the_fast_path(tmp_path) -> None:
             unknown = await client.post("/v2/models/nope/infer", json=body)
             assert unknown.status_code == 404
             assert unknown.json() == {"error": "model 'nope' not found"}
+
+            # The binary extension, both ways.
+            header = {
+                "inputs": [
+                    {"name": "x", "shape": [2], "datatype": "INT32", "parameters": {"binary_data_size": 8}}
+                ],
+                "parameters": {"binary_data_output": True},
+            }
+            text = json.dumps(header).encode()
+            framed = await client.post(
+                "/v2/models/doubler/infer",
+                content=text + np.array([3, 4], dtype="<i4").tobytes(),
+                headers={"Inference-Header-Content-Length": str(len(text))},
+            )
+            assert framed.status_code == 200, framed.text
+            assert framed.headers["content-type"] == "application/octet-stream"
+            length = int(framed.headers["inference-header-content-length"])
+            assert json.loads(framed.content[:length])["outputs"][0]["parameters"]["binary_data_size"] == 8
+            assert np.frombuffer(framed.content[length:], dtype="<i4").tolist() == [6, 8]
 
     asyncio.run(main())

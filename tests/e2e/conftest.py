@@ -38,6 +38,8 @@ MODELS_PY = textwrap.dedent(
     '''
     """Custom runtimes of the end-to-end tests."""
 
+    import json
+
     from core import Model
     from core.types import InferenceRequest, InferenceResponse, Parameters, ResponseOutput, to_ndarray
 
@@ -54,7 +56,9 @@ MODELS_PY = textwrap.dedent(
         async def predict(self, payload: InferenceRequest) -> InferenceResponse:
             headers = payload.parameters.headers if payload.parameters else None
             value = (headers or {}).get("x-e2e-echo", "<missing>")
+            # Framing headers the server must not take from a model.
             reply = {"X-E2E-Reply": f"pong-{value}", "Content-Length": "1"}
+            reply["Inference-Header-Content-Length"] = "2"
             if "x-e2e-unencodable" in (headers or {}):
                 reply["X-E2E-Reply"] = "\u20ac"
             return InferenceResponse(
@@ -74,6 +78,38 @@ MODELS_PY = textwrap.dedent(
                 model_name=self.name,
                 outputs=[ResponseOutput(name="upper", shape=text.shape, datatype="BYTES", data=upper)],
             )
+
+
+    class Echo(Model):
+        """Returns each input as the output of the same name (only the requested
+        ones, when outputs are named), and output `seen`: the parameters the
+        model received, as JSON, when requested or when no outputs are named."""
+
+        async def predict(self, payload: InferenceRequest) -> InferenceResponse:
+            wanted = {output.name for output in payload.outputs or ()}
+            outputs = []
+            for tensor in payload.inputs:
+                if wanted and tensor.name not in wanted:
+                    continue
+                array = to_ndarray(tensor)
+                data = array.ravel().tolist() if array.dtype == object else array
+                outputs.append(
+                    ResponseOutput(name=tensor.name, shape=tensor.shape, datatype=tensor.datatype, data=data)
+                )
+            if not wanted or "seen" in wanted:
+                def dump(parameters):
+                    return parameters.model_dump(exclude_none=True) if parameters else None
+
+                request = dump(payload.parameters) or {}
+                request.pop("headers", None)
+                seen = {
+                    "request": request,
+                    "inputs": {tensor.name: dump(tensor.parameters) for tensor in payload.inputs},
+                    "outputs": {output.name: dump(output.parameters) for output in payload.outputs or ()},
+                }
+                text = [json.dumps(seen)]
+                outputs.append(ResponseOutput(name="seen", shape=[1], datatype="BYTES", data=text))
+            return InferenceResponse(model_name=self.name, outputs=outputs)
 
 
     class FailingLoad(Model):
@@ -174,6 +210,14 @@ def model_repository(tmp_path_factory: pytest.TempPathFactory, iris: Iris) -> Pa
         root / "header-echo", {"name": "header-echo", "implementation": "models.HeaderEcho"}, models_py=True
     )
     write_model(root / "upper", {"name": "upper", "implementation": "models.Upper"}, models_py=True)
+    write_model(root / "echo", {"name": "echo", "implementation": "models.Echo"}, models_py=True)
+    # One declared input: the model a raw body (Inference-Header-Content-Length 0) can go to.
+    echo_bytes = {
+        "name": "echo-bytes",
+        "implementation": "models.Echo",
+        "inputs": [{"name": "text", "datatype": "BYTES", "shape": [-1]}],
+    }
+    write_model(root / "echo-bytes", echo_bytes, models_py=True)
     return root
 
 

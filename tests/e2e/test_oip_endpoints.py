@@ -42,7 +42,7 @@ def test_server_metadata(client: httpx.Client, path: str) -> None:
     assert response.json() == {
         "name": "core",
         "version": core.__version__,
-        "extensions": ["model_repository"],
+        "extensions": ["binary_tensor_data", "model_repository"],
     }
 
 
@@ -277,10 +277,12 @@ def test_repository_action_on_unknown_model_is_404(client: httpx.Client, action:
 
 def test_model_headers_cannot_break_the_response(client: httpx.Client) -> None:
     body = {"inputs": [{"name": "x", "shape": [1], "datatype": "INT32", "data": [1]}]}
-    # The model also asks for Content-Length: 1; the server's own framing wins.
+    # The model also asks for Content-Length: 1 and a binary framing header;
+    # the server's own framing wins.
     response = client.post("/v2/models/header-echo/infer", json=body, headers={"X-E2E-Echo": "a"})
     assert response.status_code == 200
     assert response.headers.get_list("content-length") == [str(len(response.content))]
+    assert "inference-header-content-length" not in response.headers
     assert "parameters" not in response.json()
     # A header value HTTP cannot carry is the model's fault: a clear 500, no crash.
     response = client.post("/v2/models/header-echo/infer", json=body, headers={"X-E2E-Unencodable": "1"})

@@ -1,5 +1,6 @@
-"""Triton's own HTTP client against the server, with JSON tensors
-(binary tensors are not implemented yet)."""
+"""Triton's own HTTP client against the server, with its default binary
+tensors and with JSON tensors (test_binary.py covers the binary extension in
+depth)."""
 
 from __future__ import annotations
 
@@ -21,13 +22,17 @@ def triton_client(server) -> Iterator[triton.InferenceServerClient]:
 
 
 def infer_iris(
-    client: triton.InferenceServerClient, rows: np.ndarray, model: str = "iris", version: str = ""
+    client: triton.InferenceServerClient,
+    rows: np.ndarray,
+    model: str = "iris",
+    version: str = "",
+    binary: bool = False,
 ):
     request_input = triton.InferInput("input-0", list(rows.shape), "FP32")
-    request_input.set_data_from_numpy(rows, binary_data=False)
+    request_input.set_data_from_numpy(rows, binary_data=binary)
     outputs = [
-        triton.InferRequestedOutput("predict", binary_data=False),
-        triton.InferRequestedOutput("predict_proba", binary_data=False),
+        triton.InferRequestedOutput("predict", binary_data=binary),
+        triton.InferRequestedOutput("predict_proba", binary_data=binary),
     ]
     return client.infer(model, [request_input], model_version=version, outputs=outputs, request_id="t-1")
 
@@ -56,7 +61,7 @@ def test_server_metadata(triton_client: triton.InferenceServerClient) -> None:
     metadata = triton_client.get_server_metadata()
     assert metadata["name"] == "core"
     assert metadata["version"] == core.__version__
-    assert "model_repository" in metadata["extensions"]
+    assert {"binary_tensor_data", "model_repository"} <= set(metadata["extensions"])
 
 
 def test_model_metadata(triton_client: triton.InferenceServerClient) -> None:
@@ -80,9 +85,10 @@ def test_repository_index(triton_client: triton.InferenceServerClient) -> None:
     assert {item["version"] for item in index if item["name"] == "multi"} == {"1", "2"}
 
 
-def test_infer_matches_scikit_learn(triton_client: triton.InferenceServerClient, iris) -> None:
+@pytest.mark.parametrize("binary", [True, False], ids=["binary", "json"])
+def test_infer_matches_scikit_learn(triton_client: triton.InferenceServerClient, iris, binary: bool) -> None:
     rows = iris.features[::10]
-    result = infer_iris(triton_client, rows)
+    result = infer_iris(triton_client, rows, binary=binary)
     np.testing.assert_array_equal(result.as_numpy("predict"), iris.classifier.predict(rows))
     np.testing.assert_allclose(
         result.as_numpy("predict_proba"), iris.classifier.predict_proba(rows), rtol=1e-12
@@ -92,11 +98,12 @@ def test_infer_matches_scikit_learn(triton_client: triton.InferenceServerClient,
     assert response["id"] == "t-1"
 
 
-def test_infer_versions(triton_client: triton.InferenceServerClient, iris) -> None:
+@pytest.mark.parametrize("binary", [True, False], ids=["binary", "json"])
+def test_infer_versions(triton_client: triton.InferenceServerClient, iris, binary: bool) -> None:
     rows = iris.features[::10]
-    v1 = infer_iris(triton_client, rows, "multi", "1").as_numpy("predict")
-    v2 = infer_iris(triton_client, rows, "multi", "2").as_numpy("predict")
-    default = infer_iris(triton_client, rows, "multi").as_numpy("predict")
+    v1 = infer_iris(triton_client, rows, "multi", "1", binary).as_numpy("predict")
+    v2 = infer_iris(triton_client, rows, "multi", "2", binary).as_numpy("predict")
+    default = infer_iris(triton_client, rows, "multi", binary=binary).as_numpy("predict")
     np.testing.assert_array_equal(v1, iris.stump.predict(rows))
     np.testing.assert_array_equal(v2, iris.classifier.predict(rows))
     np.testing.assert_array_equal(default, v2)

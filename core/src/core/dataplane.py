@@ -29,7 +29,7 @@ from .types import (
 
 logger = logging.getLogger(__name__)
 
-EXTENSIONS = ["model_repository"]
+EXTENSIONS = ["binary_tensor_data", "model_repository"]
 
 
 # Generated request ids are UUID-shaped, as MLServer's: 64 random bits per

@@ -37,6 +37,13 @@ class PayloadTooLarge(CoreError):
     grpc_code = "RESOURCE_EXHAUSTED"
 
 
+class UnsupportedMediaType(CoreError):
+    """A request body in an encoding the server cannot decode."""
+
+    status_code = 415
+    grpc_code = "INVALID_ARGUMENT"
+
+
 class NotImplementedByModel(CoreError):
     status_code = 501
     grpc_code = "UNIMPLEMENTED"

@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
-from ..errors import BadRequest, InferenceError
+from ..errors import BadRequest
 from ..types import (
     Datatype,
     InferenceRequest,
@@ -22,8 +22,9 @@ from ..types import (
     RequestOutput,
     to_ndarray,
 )
+from ..types.raw import decode_raw, element_count, encode_output
 from .generated import inference_pb2 as pb
-from .tensors import decode_contents, decode_raw, element_count, encode_raw
+from .tensors import decode_contents
 
 _INT64_MIN, _INT64_MAX, _UINT64_MAX = -(2**63), 2**63 - 1, 2**64 - 1
 
@@ -128,15 +129,7 @@ def response_to_proto(response: InferenceResponse) -> pb.ModelInferResponse:
     )
     parameters_to_proto(response.parameters, message.parameters)
     for output in response.outputs:
-        try:
-            array = to_ndarray(output)
-            raw = encode_raw(output.datatype, array)
-        except (BadRequest, ValueError, TypeError, OverflowError) as error:
-            message_text = error.message if isinstance(error, BadRequest) else str(error)
-            raise InferenceError(
-                f"model '{response.model_name}' returned output '{output.name}' "
-                f"that cannot be encoded: {message_text}"
-            ) from None
+        raw = encode_output(response.model_name, output)
         tensor = message.outputs.add(name=output.name, datatype=output.datatype.value, shape=output.shape)
         parameters_to_proto(output.parameters, tensor.parameters)
         message.raw_output_contents.append(raw)

@@ -17,7 +17,7 @@ from ..types import (
     MetadataServerResponse,
 )
 from .body import read_body
-from .fast_infer import encode_model_headers, parse_inference_request, render_inference_response
+from .fast_infer import infer_body
 from .responses import JSONResponse
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -83,11 +83,10 @@ def dataplane_router(dataplane: DataPlane, max_body_size: int) -> APIRouter:
     async def infer(request: Request, name: str, version: str | None = None) -> Response:
         # Normally answered by FastInferApp before FastAPI; kept for the
         # OpenAPI document and for apps that mount the router alone.
-        payload = parse_inference_request(await read_body(request.headers, request.receive, max_body_size))
-        result = await dataplane.infer(payload, name, version, request.headers)
-        content, model_headers = render_inference_response(result)
-        response = Response(content, media_type="application/json")
-        response.raw_headers.extend(encode_model_headers(name, model_headers))
+        body = await read_body(request.headers, request.receive, max_body_size)
+        content, headers = await infer_body(dataplane, name, version, request.headers, body)
+        response = Response(content)
+        response.raw_headers.extend(headers)
         return response
 
     router.add_api_route("/v2/health/live", live, methods=["GET"], tags=["health"])

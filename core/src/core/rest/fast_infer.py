@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
 
 from pydantic import ValidationError
@@ -17,6 +17,15 @@ from pydantic import ValidationError
 from ..dataplane import DataPlane
 from ..errors import BadRequest, CoreError, InferenceError
 from ..types import InferenceRequest, InferenceResponse
+from .binary import (
+    ALL_BINARY,
+    INFERENCE_HEADER,
+    read_binary_inputs,
+    render_binary,
+    single_input_request,
+    split_body,
+    take_binary_outputs,
+)
 from .body import Receive, parse_json, read_body
 from .errors import describe_request_error
 from .responses import dumps
@@ -30,9 +39,10 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _INFER_PATH = re.compile(r"^/v2/models/([^/]+)(?:/versions/([^/]+))?/infer$")
 _JSON = (b"content-type", b"application/json")
+_OCTET_STREAM = (b"content-type", b"application/octet-stream")
 
 
-def parse_inference_request(body: bytes) -> InferenceRequest:
+def parse_inference_request(body: bytes | memoryview) -> InferenceRequest:
     # pydantic does not validate `data` per element.
     content = parse_json(body)
     try:
@@ -41,20 +51,59 @@ def parse_inference_request(body: bytes) -> InferenceRequest:
         raise BadRequest(describe_request_error(error)) from None
 
 
-def render_inference_response(response: InferenceResponse) -> tuple[bytes, dict[str, str] | None]:
-    """The JSON body, and the headers the model set in `parameters.headers`
-    (sent as HTTP headers, not in the body)."""
-    headers = None
+async def infer_body(
+    dataplane: DataPlane, name: str, version: str | None, headers: Mapping[str, str], body: bytes
+) -> tuple[bytes, list[tuple[bytes, bytes]]]:
+    """Answer an infer request body: the response body and its headers.
+    `headers` has lower-case names. The binary extension costs a plain JSON
+    request one header lookup and a look at its parameters."""
+    declared = headers.get(INFERENCE_HEADER)
+    if declared is None:
+        payload = parse_inference_request(body)
+        binary = take_binary_outputs(payload)
+    elif declared == "0":
+        metadata = await dataplane.model_metadata(name, version)
+        payload = single_input_request(metadata, body)
+        binary = ALL_BINARY  # as Triton: a request without JSON cannot ask, so it gets raw outputs
+    else:
+        header, raw = split_body(body, declared)
+        payload = parse_inference_request(header)
+        read_binary_inputs(payload, raw)
+        binary = take_binary_outputs(payload)
+    response = await dataplane.infer(payload, name, version, headers)
+    model_headers = encode_model_headers(name, _take_model_headers(response))
+    if binary is None:
+        return dumps(response), [_JSON, *model_headers]
+    content, json_length = render_binary(response, binary)
+    if json_length is None:  # none of the outputs asked for in binary was returned
+        return content, [_JSON, *model_headers]
+    framing = [_OCTET_STREAM, (INFERENCE_HEADER.encode(), str(json_length).encode())]
+    return content, framing + model_headers
+
+
+def _take_model_headers(response: InferenceResponse) -> dict[str, str] | None:
+    """The headers the model set in `parameters.headers`, taken out of the
+    response: they are sent as HTTP headers, not in the body."""
     parameters = response.parameters
-    if parameters is not None and parameters.headers:
-        headers, parameters.headers = parameters.headers, None
-        if not parameters.model_dump(exclude_none=True):
-            response.parameters = None
-    return dumps(response), headers
+    if parameters is None or not parameters.headers:
+        return None
+    headers, parameters.headers = parameters.headers, None
+    if not parameters.model_dump(exclude_none=True):
+        response.parameters = None
+    return headers
 
 
 # Framing headers stay the server's own, whatever a model asks for.
-_RESERVED_HEADERS = frozenset({"content-length", "content-type", "transfer-encoding", "connection"})
+_RESERVED_HEADERS = frozenset(
+    {
+        "content-length",
+        "content-type",
+        "transfer-encoding",
+        "connection",
+        "content-encoding",
+        INFERENCE_HEADER,
+    }
+)
 
 
 def encode_model_headers(model: str, headers: dict[str, str] | None) -> list[tuple[bytes, bytes]]:
@@ -92,15 +141,13 @@ class FastInferApp:
         headers = {key.decode("latin-1"): value.decode("latin-1") for key, value in scope["headers"]}
         try:
             body = await read_body(headers, receive, self.max_body_size)
-            payload = parse_inference_request(body)
-            response = await self.dataplane.infer(payload, name, version, headers)
-            content, model_headers = render_inference_response(response)
-            status, extra_headers = 200, encode_model_headers(name, model_headers)
+            content, response_headers = await infer_body(self.dataplane, name, version, headers, body)
+            status = 200
         except CoreError as error:
-            status, content, extra_headers = error.status_code, dumps({"error": error.message}), []
+            status, content, response_headers = error.status_code, dumps({"error": error.message}), [_JSON]
         except Exception:
             logger.exception("unhandled error on POST %s", scope["path"])
-            status, content, extra_headers = 500, dumps({"error": "internal server error"}), []
-        raw_headers = [_JSON, (b"content-length", str(len(content)).encode()), *extra_headers]
+            status, content, response_headers = 500, dumps({"error": "internal server error"}), [_JSON]
+        raw_headers = [(b"content-length", str(len(content)).encode()), *response_headers]
         await send({"type": "http.response.start", "status": status, "headers": raw_headers})
         await send({"type": "http.response.body", "body": content})

@@ -20,13 +20,13 @@ def _default(value: Any) -> Any:
 
 def dumps(content: Any) -> bytes:
     if isinstance(content, InferenceResponse):
-        content = _response_dict(content)
+        content = response_content(content)
     elif isinstance(content, BaseModel):
         content = content.model_dump(exclude_none=True)
     return orjson.dumps(content, default=_default, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
-def _response_dict(response: InferenceResponse) -> dict[str, Any]:
+def response_content(response: InferenceResponse) -> dict[str, Any]:
     """The JSON form of a response, built directly: pydantic's model_dump
     walks every element of every `data` list in Python, which costs more than
     orjson serialising the whole response."""
