@@ -588,7 +588,12 @@ def test_dataplane_model_metadata_lists_versions(tmp_path: Path, run: Any) -> No
         assert metadata.name == "m"
         assert metadata.versions == ["1", "2"]
         assert plane.model_settings("m", "1").version == "1"
-        assert plane.metadata().extensions == ["binary_tensor_data", "model_repository"]
+        assert plane.metadata().extensions == [
+            "binary_tensor_data",
+            "model_repository",
+            "model_configuration",
+            "statistics",
+        ]
 
     run(scenario())
 

@@ -181,6 +181,13 @@ def model_folder() -> Any:
 
 
 @pytest.fixture(scope="session")
+def model_settings() -> Any:
+    """`model_settings(name, implementation="core_sklearn.SKLearnModel", **parameters)`:
+    the model-settings.json content of an iris model."""
+    return iris_settings
+
+
+@pytest.fixture(scope="session")
 def iris() -> Iris:
     features, labels = load_iris(return_X_y=True)
     classifier = LogisticRegression(max_iter=1000).fit(features, labels)

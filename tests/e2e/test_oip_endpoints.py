@@ -42,7 +42,7 @@ def test_server_metadata(client: httpx.Client, path: str) -> None:
     assert response.json() == {
         "name": "core",
         "version": core.__version__,
-        "extensions": ["binary_tensor_data", "model_repository"],
+        "extensions": ["binary_tensor_data", "model_repository", "model_configuration", "statistics"],
     }
 
 

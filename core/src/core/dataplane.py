@@ -7,11 +7,14 @@ import asyncio
 import itertools
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 from .errors import CoreError, InferenceError, ModelLoadError, ModelNotFound
 from .model import Model
+from .model_config import triton_model_config
 from .registry import ModelRegistry, version_key
 from .repository import FoundModel, find_models
 from .settings import ModelSettings, Settings
@@ -29,7 +32,7 @@ from .types import (
 
 logger = logging.getLogger(__name__)
 
-EXTENSIONS = ["binary_tensor_data", "model_repository"]
+EXTENSIONS = ["binary_tensor_data", "model_repository", "model_configuration", "statistics"]
 
 
 # Generated request ids are UUID-shaped, as MLServer's: 64 random bits per
@@ -139,21 +142,28 @@ class DataPlane:
         headers: Mapping[str, str] | None,
     ) -> InferenceResponse:
         """`model.predict` or `model.explain` on a checked request, with the
-        request id and headers set, and the model's name and version on the answer."""
-        for request_input in payload.inputs:
-            to_ndarray(request_input)  # rejects bad shapes and element types with a 400
-        if payload.id is None:
-            payload.id = new_request_id()
-        if headers:
-            if payload.parameters is None:
-                payload.parameters = Parameters(headers=dict(headers))
-            else:
-                payload.parameters.headers = dict(headers)
+        request id and headers set, and the model's name and version on the
+        answer. Counted in the model's statistics, failures included."""
+        statistics = model.statistics
+        started = time.perf_counter_ns()
         try:
+            for request_input in payload.inputs:
+                to_ndarray(request_input)  # rejects bad shapes and element types with a 400
+            if payload.id is None:
+                payload.id = new_request_id()
+            if headers:
+                if payload.parameters is None:
+                    payload.parameters = Parameters(headers=dict(headers))
+                else:
+                    payload.parameters.headers = dict(headers)
+            compute_started = time.perf_counter_ns()
             response = await method(payload)
+            compute_ns = time.perf_counter_ns() - compute_started
         except CoreError:
+            statistics.failed(time.perf_counter_ns() - started)
             raise
         except Exception as error:
+            statistics.failed(time.perf_counter_ns() - started)
             logger.exception("model '%s' raised in %s", model.name, method.__name__)
             raise InferenceError(f"model '{model.name}' failed: {type(error).__name__}: {error}") from None
         # Assign only what differs: pydantic's __setattr__ is slow on this path.
@@ -163,11 +173,37 @@ class DataPlane:
             response.model_name = model.name
         if response.model_version is None and model.version is not None:
             response.model_version = model.version
+        # Triton counts each item of a batch as one inference.
+        inferences = 1
+        if model.settings.max_batch_size > 0 and payload.inputs and payload.inputs[0].shape:
+            inferences = payload.inputs[0].shape[0]
+        statistics.succeeded(time.perf_counter_ns() - started, compute_ns, inferences)
         return response
 
     def model_names(self) -> list[str]:
         """The names of the models loaded or loading, whatever their state."""
         return sorted({entry.name for entry in self.registry.entries()})
+
+    # Triton's model configuration and statistics extensions
+
+    async def model_config(self, name: str, version: str | None = None) -> dict[str, Any]:
+        model = self.registry.get(name, version)
+        return triton_model_config(model.settings, await model.metadata())
+
+    def model_statistics(self, name: str | None = None, version: str | None = None) -> list[dict[str, Any]]:
+        """Triton's `$model_stat` of each loaded version: of every model, of
+        one model, or of one version; 404 when none is known."""
+        entries = self.registry.entries() if name is None else self.registry.versions(name)
+        if version is not None:
+            entries = [entry for entry in entries if entry.version == version]
+        if name is not None and not entries:
+            raise ModelNotFound(name, version)
+        entries.sort(key=lambda entry: (entry.name, version_key(entry.version)))
+        return [
+            entry.model.statistics.report(entry.name, entry.version)
+            for entry in entries
+            if entry.model is not None
+        ]
 
     # Model repository extension
 

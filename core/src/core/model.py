@@ -10,6 +10,7 @@ from .codecs.decorator import encode_result
 from .codecs.registry import find_input_codec, find_request_codec, input_codec_for, request_codec_for
 from .errors import NotImplementedByModel
 from .settings import ModelSettings
+from .statistics import InferenceStatistics
 from .types import (
     InferenceRequest,
     InferenceResponse,
@@ -31,6 +32,8 @@ class Model:
         self._inputs = {tensor.name: tensor for tensor in settings.inputs}
         self._outputs = {tensor.name: tensor for tensor in settings.outputs}
         self.ready = False
+        # Counted by the dataplane; a reloaded version starts from zero, as in Triton.
+        self.statistics = InferenceStatistics()
 
     @property
     def settings(self) -> ModelSettings:

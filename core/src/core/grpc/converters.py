@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import orjson
+from google.protobuf import json_format
 from pydantic import ValidationError
 
 from ..errors import BadRequest
@@ -159,4 +160,18 @@ def repository_index_to_proto(index: RepositoryIndexResponse) -> pb.RepositoryIn
         message.models.add(
             name=item.name, version=item.version or "", state=item.state.value, reason=item.reason
         )
+    return message
+
+
+# Triton's extensions: the dataplane gives their JSON form, whose field names
+# and enum names are the proto's, so the message is parsed from it.
+
+
+def model_config_to_proto(config: dict[str, Any]) -> pb.ModelConfigResponse:
+    return pb.ModelConfigResponse(config=json_format.ParseDict(config, pb.ModelConfig()))
+
+
+def model_statistics_to_proto(stats: list[dict[str, Any]]) -> pb.ModelStatisticsResponse:
+    message = pb.ModelStatisticsResponse()
+    json_format.ParseDict({"model_stats": stats}, message)
     return message

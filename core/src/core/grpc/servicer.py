@@ -1,5 +1,6 @@
-"""`inference.GRPCInferenceService` over the DataPlane: the OIP core RPCs and
-the model-repository RPCs with Triton's message layout."""
+"""`inference.GRPCInferenceService` over the DataPlane: the OIP core RPCs, and
+the model-repository, model-configuration and statistics RPCs with Triton's
+message layout."""
 
 from __future__ import annotations
 
@@ -114,6 +115,24 @@ class InferenceServicer:
 
         return await _guarded(context, unload())
 
+    # Model configuration and statistics
+
+    async def ModelConfig(self, request: pb.ModelConfigRequest, context: Any) -> pb.ModelConfigResponse:
+        async def config() -> pb.ModelConfigResponse:
+            found = await self.dataplane.model_config(request.name, request.version or None)
+            return converters.model_config_to_proto(found)
+
+        return await _guarded(context, config())
+
+    async def ModelStatistics(
+        self, request: pb.ModelStatisticsRequest, context: Any
+    ) -> pb.ModelStatisticsResponse:
+        async def statistics() -> pb.ModelStatisticsResponse:
+            found = self.dataplane.model_statistics(request.name or None, request.version or None)
+            return converters.model_statistics_to_proto(found)
+
+        return await _guarded(context, statistics())
+
 
 async def _guarded(context: Any, call: Awaitable[Response]) -> Response:
     """`call`'s result; a CoreError becomes its gRPC status and message, any
@@ -170,6 +189,8 @@ def method_handlers(servicer: InferenceServicer) -> grpc.GenericRpcHandler:
         "RepositoryIndex": (servicer.RepositoryIndex, pb.RepositoryIndexRequest),
         "RepositoryModelLoad": (servicer.RepositoryModelLoad, pb.RepositoryModelLoadRequest),
         "RepositoryModelUnload": (servicer.RepositoryModelUnload, pb.RepositoryModelUnloadRequest),
+        "ModelConfig": (servicer.ModelConfig, pb.ModelConfigRequest),
+        "ModelStatistics": (servicer.ModelStatistics, pb.ModelStatisticsRequest),
     }
     handlers = {
         name: grpc.unary_unary_rpc_method_handler(

@@ -1,4 +1,4 @@
-"""The REST application: OIP endpoints, repository extension, docs."""
+"""The REST application: OIP endpoints, Triton's extensions, docs."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from .docs import DOCS_URL, OPENAPI_URL, docs_router
 from .errors import install_error_handlers
 from .repository_routes import repository_router
 from .responses import JSONResponse
+from .triton_routes import triton_router
 from .v1 import v1_router
 
 
@@ -31,6 +32,7 @@ def create_app(settings: Settings, dataplane: DataPlane) -> FastAPI:
         default_response_class=JSONResponse,
     )
     install_error_handlers(app)
+    app.include_router(triton_router(dataplane))
     app.include_router(dataplane_router(dataplane, settings.max_request_body_size))
     app.include_router(repository_router(dataplane))
     app.include_router(v1_router(dataplane, settings.max_request_body_size))

@@ -34,7 +34,7 @@ _INFER_BODY = {
 }
 
 
-def _versioned(router: APIRouter, path: str, method: str, endpoint: Any, **kwargs: Any) -> None:
+def versioned_route(router: APIRouter, path: str, method: str, endpoint: Any, **kwargs: Any) -> None:
     """Register `endpoint` at `/v2/models/{name}/versions/{version}{path}` and
     at `/v2/models/{name}{path}`, where `version` is not a parameter at all."""
     router.add_api_route(
@@ -100,9 +100,11 @@ def dataplane_router(dataplane: DataPlane, max_body_size: int) -> APIRouter:
             response_model=MetadataServerResponse,
             include_in_schema=path == "/v2",
         )
-    _versioned(router, "/ready", "GET", model_ready, tags=["health"])
-    _versioned(router, "", "GET", model_metadata, tags=["metadata"], response_model=MetadataModelResponse)
-    _versioned(
+    versioned_route(router, "/ready", "GET", model_ready, tags=["health"])
+    versioned_route(
+        router, "", "GET", model_metadata, tags=["metadata"], response_model=MetadataModelResponse
+    )
+    versioned_route(
         router,
         "/infer",
         "POST",

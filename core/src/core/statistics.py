@@ -1,0 +1,73 @@
+"""Per-model-version inference counters (Triton's statistics extension).
+
+Updated on the event loop only, so plain integer fields need no lock; the
+hot path costs a few additions and two clock reads."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+
+class InferenceStatistics:
+    __slots__ = (
+        "compute_count",
+        "compute_ns",
+        "execution_count",
+        "fail_count",
+        "fail_ns",
+        "inference_count",
+        "last_inference_ns",
+        "success_count",
+        "success_ns",
+    )
+
+    def __init__(self) -> None:
+        self.success_count = self.success_ns = 0
+        self.fail_count = self.fail_ns = 0
+        self.compute_count = self.compute_ns = 0
+        self.inference_count = self.execution_count = 0
+        self.last_inference_ns = 0  # wall clock, since the epoch
+
+    def succeeded(self, total_ns: int, compute_ns: int, inferences: int) -> None:
+        """A request answered: `total_ns` from its arrival in the dataplane,
+        `compute_ns` in the model call, `inferences` its batch size."""
+        self.success_count += 1
+        self.success_ns += total_ns
+        self.compute_count += 1
+        self.compute_ns += compute_ns
+        # No batcher yet: every request is one model execution.
+        self.execution_count += 1
+        self.inference_count += inferences
+        self.last_inference_ns = time.time_ns()
+
+    def failed(self, total_ns: int) -> None:
+        self.fail_count += 1
+        self.fail_ns += total_ns
+        self.last_inference_ns = time.time_ns()
+
+    def report(self, name: str, version: str | None) -> dict[str, Any]:
+        """Triton's `$model_stat` JSON object (also the source of the gRPC message)."""
+        stat: dict[str, Any] = {"name": name}
+        if version is not None:
+            stat["version"] = version
+        stat.update(
+            last_inference=self.last_inference_ns // 1_000_000,
+            inference_count=self.inference_count,
+            execution_count=self.execution_count,
+            inference_stats={
+                "success": _duration(self.success_count, self.success_ns),
+                "fail": _duration(self.fail_count, self.fail_ns),
+                # No queue yet (batching and workers will add one), and
+                # decoding happens inside the model call: counted in compute_infer.
+                "queue": _duration(0, 0),
+                "compute_input": _duration(0, 0),
+                "compute_infer": _duration(self.compute_count, self.compute_ns),
+                "compute_output": _duration(0, 0),
+            },
+        )
+        return stat
+
+
+def _duration(count: int, ns: int) -> dict[str, int]:
+    return {"count": count, "ns": ns}
