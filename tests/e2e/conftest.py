@@ -39,6 +39,7 @@ MODELS_PY = textwrap.dedent(
     """Custom runtimes of the end-to-end tests."""
 
     import json
+    import re
 
     from core import Model
     from core.types import InferenceRequest, InferenceResponse, Parameters, ResponseOutput, to_ndarray
@@ -110,6 +111,22 @@ MODELS_PY = textwrap.dedent(
                 text = [json.dumps(seen)]
                 outputs.append(ResponseOutput(name="seen", shape=[1], datatype="BYTES", data=text))
             return InferenceResponse(model_name=self.name, outputs=outputs)
+
+
+    class Tokens(Model):
+        """Streams the words of its first input, one response per word (the
+        separating spaces kept, so they concatenate back into the text), as
+        output `text_output`. The word `explode` fails the stream there."""
+
+        async def predict_stream(self, payloads):
+            async for payload in payloads:
+                text = to_ndarray(payload.inputs[0]).ravel()[0]
+                text = text.decode() if isinstance(text, bytes) else str(text)
+                for word in re.findall(r"\\s*\\S+", text):
+                    if word.strip() == "explode":
+                        raise RuntimeError("exploded mid-stream")
+                    output = ResponseOutput(name="text_output", shape=[1], datatype="BYTES", data=[word])
+                    yield InferenceResponse(model_name=self.name, outputs=[output])
 
 
     class FailingLoad(Model):
@@ -218,6 +235,7 @@ def model_repository(tmp_path_factory: pytest.TempPathFactory, iris: Iris) -> Pa
     )
     write_model(root / "upper", {"name": "upper", "implementation": "models.Upper"}, models_py=True)
     write_model(root / "echo", {"name": "echo", "implementation": "models.Echo"}, models_py=True)
+    write_model(root / "tokens", {"name": "tokens", "implementation": "models.Tokens"}, models_py=True)
     # One declared input: the model a raw body (Inference-Header-Content-Length 0) can go to.
     echo_bytes = {
         "name": "echo-bytes",

@@ -8,7 +8,7 @@ import itertools
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -147,15 +147,7 @@ class DataPlane:
         statistics = model.statistics
         started = time.perf_counter_ns()
         try:
-            for request_input in payload.inputs:
-                to_ndarray(request_input)  # rejects bad shapes and element types with a 400
-            if payload.id is None:
-                payload.id = new_request_id()
-            if headers:
-                if payload.parameters is None:
-                    payload.parameters = Parameters(headers=dict(headers))
-                else:
-                    payload.parameters.headers = dict(headers)
+            _prepare(payload, headers)
             compute_started = time.perf_counter_ns()
             response = await method(payload)
             compute_ns = time.perf_counter_ns() - compute_started
@@ -166,19 +158,43 @@ class DataPlane:
             statistics.failed(time.perf_counter_ns() - started)
             logger.exception("model '%s' raised in %s", model.name, method.__name__)
             raise InferenceError(f"model '{model.name}' failed: {type(error).__name__}: {error}") from None
-        # Assign only what differs: pydantic's __setattr__ is slow on this path.
-        if response.id != payload.id:
-            response.id = payload.id
-        if response.model_name != model.name:
-            response.model_name = model.name
-        if response.model_version is None and model.version is not None:
-            response.model_version = model.version
+        _stamp(response, payload, model)
         # Triton counts each item of a batch as one inference.
         inferences = 1
         if model.settings.max_batch_size > 0 and payload.inputs and payload.inputs[0].shape:
             inferences = payload.inputs[0].shape[0]
         statistics.succeeded(time.perf_counter_ns() - started, compute_ns, inferences)
         return response
+
+    async def infer_stream(
+        self,
+        payload: InferenceRequest,
+        name: str,
+        version: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> AsyncIterator[InferenceResponse]:
+        """The responses of `model.predict_stream` to the one request `payload`,
+        prepared and stamped as `infer`'s. Nothing runs before the first
+        `__anext__`, whose errors (unknown model, bad request, a model without
+        streaming) come before any response; later ones end the stream. Any
+        error is a CoreError. Counted as one inference when the stream ends."""
+        model = self.registry.get(name, version)
+        statistics = model.statistics
+        started = time.perf_counter_ns()
+        try:
+            _prepare(payload, headers)
+            async for response in model.predict_stream(_single(payload)):
+                _stamp(response, payload, model)
+                yield response
+        except CoreError:
+            statistics.failed(time.perf_counter_ns() - started)
+            raise
+        except Exception as error:
+            statistics.failed(time.perf_counter_ns() - started)
+            logger.exception("model '%s' raised in predict_stream", model.name)
+            raise InferenceError(f"model '{model.name}' failed: {type(error).__name__}: {error}") from None
+        elapsed = time.perf_counter_ns() - started
+        statistics.succeeded(elapsed, elapsed, 1)
 
     def model_names(self) -> list[str]:
         """The names of the models loaded or loading, whatever their state."""
@@ -255,3 +271,33 @@ class DataPlane:
 
     def model_settings(self, name: str, version: str | None = None) -> ModelSettings:
         return self.registry.get(name, version).settings
+
+
+def _prepare(payload: InferenceRequest, headers: Mapping[str, str] | None) -> None:
+    """Check the request's tensors (bad shapes and element types are a 400),
+    give it an id when it has none, and put the transport headers in its
+    parameters."""
+    for request_input in payload.inputs:
+        to_ndarray(request_input)
+    if payload.id is None:
+        payload.id = new_request_id()
+    if headers:
+        if payload.parameters is None:
+            payload.parameters = Parameters(headers=dict(headers))
+        else:
+            payload.parameters.headers = dict(headers)
+
+
+def _stamp(response: InferenceResponse, payload: InferenceRequest, model: Model) -> None:
+    """The request's id and the model's name and version on a response."""
+    # Assign only what differs: pydantic's __setattr__ is slow on this path.
+    if response.id != payload.id:
+        response.id = payload.id
+    if response.model_name != model.name:
+        response.model_name = model.name
+    if response.model_version is None and model.version is not None:
+        response.model_version = model.version
+
+
+async def _single(payload: InferenceRequest) -> AsyncIterator[InferenceRequest]:
+    yield payload

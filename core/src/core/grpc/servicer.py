@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import grpc
@@ -78,6 +78,30 @@ class InferenceServicer:
             return message
 
         return await _guarded(context, infer())
+
+    async def ModelStreamInfer(
+        self, requests: AsyncIterator[bytes], context: Any
+    ) -> AsyncIterator[pb.ModelStreamInferResponse]:
+        """Triton's streaming RPC. The requests (raw bytes, parsed here) are
+        served one after the other, each with the model's predict_stream: one
+        message per response. A request's error is sent in-band in
+        `error_message`, and the stream goes on with the next request."""
+        headers = request_headers(context)
+        async for data in requests:
+            try:
+                request = pb.ModelInferRequest.FromString(data)
+                payload = converters.request_from_proto(request)
+                name, version = request.model_name, request.model_version or None
+                async for response in self.dataplane.infer_stream(payload, name, version, headers):
+                    message = converters.response_to_proto(response)
+                    yield pb.ModelStreamInferResponse(infer_response=message)
+            except DecodeError as error:
+                yield pb.ModelStreamInferResponse(error_message=f"malformed ModelInferRequest: {error}")
+            except CoreError as error:
+                yield pb.ModelStreamInferResponse(error_message=error.message)
+            except Exception:
+                logger.exception("unhandled error in a gRPC stream")
+                yield pb.ModelStreamInferResponse(error_message="internal server error")
 
     # Model repository
 
@@ -199,6 +223,10 @@ def method_handlers(servicer: InferenceServicer) -> grpc.GenericRpcHandler:
         )
         for name, (function, message_type) in methods.items()
     }
+    handlers["ModelStreamInfer"] = grpc.stream_stream_rpc_method_handler(
+        servicer.ModelStreamInfer,
+        response_serializer=lambda message: message.SerializeToString(),
+    )
     return grpc.method_handlers_generic_handler(SERVICE_NAME, handlers)
 
 

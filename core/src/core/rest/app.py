@@ -16,6 +16,7 @@ from .docs import DOCS_URL, OPENAPI_URL, docs_router
 from .errors import install_error_handlers
 from .repository_routes import repository_router
 from .responses import JSONResponse
+from .streaming_routes import streaming_router
 from .triton_routes import triton_router
 from .v1 import v1_router
 
@@ -34,6 +35,7 @@ def create_app(settings: Settings, dataplane: DataPlane) -> FastAPI:
     install_error_handlers(app)
     app.include_router(triton_router(dataplane))
     app.include_router(dataplane_router(dataplane, settings.max_request_body_size))
+    app.include_router(streaming_router(dataplane, settings.max_request_body_size))
     app.include_router(repository_router(dataplane))
     app.include_router(v1_router(dataplane, settings.max_request_body_size))
     app.include_router(docs_router(app, dataplane))

@@ -26,7 +26,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 # The infer body is parsed by hand (faster, and errors stay ours); this tells
 # the OpenAPI document what it looks like.
-_INFER_BODY = {
+INFER_BODY = {
     "requestBody": {
         "required": True,
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/InferenceRequest"}}},
@@ -111,6 +111,6 @@ def dataplane_router(dataplane: DataPlane, max_body_size: int) -> APIRouter:
         infer,
         tags=["inference"],
         response_model=InferenceResponse,
-        openapi_extra=_INFER_BODY,
+        openapi_extra=INFER_BODY,
     )
     return router

@@ -71,7 +71,7 @@ async def infer_body(
         read_binary_inputs(payload, raw)
         binary = take_binary_outputs(payload)
     response = await dataplane.infer(payload, name, version, headers)
-    model_headers = encode_model_headers(name, _take_model_headers(response))
+    model_headers = encode_model_headers(name, take_model_headers(response))
     if binary is None:
         return dumps(response), [_JSON, *model_headers]
     content, json_length = render_binary(response, binary)
@@ -81,7 +81,7 @@ async def infer_body(
     return content, framing + model_headers
 
 
-def _take_model_headers(response: InferenceResponse) -> dict[str, str] | None:
+def take_model_headers(response: InferenceResponse) -> dict[str, str] | None:
     """The headers the model set in `parameters.headers`, taken out of the
     response: they are sent as HTTP headers, not in the body."""
     parameters = response.parameters
