@@ -65,8 +65,10 @@ local f = assert(io.open({path}, "rb"))
 wrk.method = "POST"
 wrk.body = f:read("*a")
 f:close()
-wrk.headers["Content-Type"] = "application/json"
 """
+
+
+JSON_HEADERS = {"Content-Type": "application/json"}
 
 
 class StartError(RuntimeError):
@@ -86,6 +88,7 @@ class Server:
     cmd: list[str]
     cwd: Path
     port: int
+    grpc_port: int = 0
 
 
 @dataclass
@@ -191,11 +194,14 @@ def build_payloads(iris: list[list[float]]) -> list[Payload]:
     ]
 
 
-def write_lua(payload: Payload, workdir: Path, index: int) -> Path:
-    body = workdir / f"payload-{index}.json"
+def write_lua(payload: Payload, workdir: Path, index: int, headers: dict[str, str] | None = None) -> Path:
+    body = workdir / f"payload-{index}.body"
     body.write_bytes(payload.body)
     lua = workdir / f"payload-{index}.lua"
-    lua.write_text(LUA_TEMPLATE.format(path=json.dumps(str(body))))
+    lines = [
+        f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}\n" for k, v in (headers or JSON_HEADERS).items()
+    ]
+    lua.write_text(LUA_TEMPLATE.format(path=json.dumps(str(body))) + "".join(lines))
     return lua
 
 
@@ -213,17 +219,17 @@ def core_skip_reason(python: Path) -> str | None:
 
 
 def core_server(python: Path, model_dir: Path, workdir: Path) -> Server:
-    port = free_port()
+    port, grpc_port = free_port(), free_port()
     cmd = [str(python), "-m", "core", "start", str(model_dir), "--http-port", str(port)]
     # Loopback only, and no clash with the default gRPC/metrics ports (8081/8082).
-    cmd += ["--host", "127.0.0.1", "--grpc-port", str(free_port()), "--metrics-port", str(free_port())]
-    return Server("core", cmd, workdir, port)
+    cmd += ["--host", "127.0.0.1", "--grpc-port", str(grpc_port), "--metrics-port", str(free_port())]
+    return Server("core", cmd, workdir, port, grpc_port)
 
 
 def mlserver_server(python: Path, artifact: Path, workdir: Path) -> Server:
     root = workdir / "mlserver"
     (root / MODEL_NAME).mkdir(parents=True)
-    port = free_port()
+    port, grpc_port = free_port(), free_port()
     # parallel_workers=0 keeps inference in the server process, like core and bare.
     # debug defaults to true in MLServer (DEBUG logs, access log): turn it off.
     # Metrics stay on (the default): with parallel_workers=0 they use the
@@ -233,7 +239,7 @@ def mlserver_server(python: Path, artifact: Path, workdir: Path) -> Server:
         "host": "127.0.0.1",
         "parallel_workers": 0,
         "http_port": port,
-        "grpc_port": free_port(),
+        "grpc_port": grpc_port,
         "metrics_port": free_port(),
     }
     model_settings = {
@@ -243,7 +249,7 @@ def mlserver_server(python: Path, artifact: Path, workdir: Path) -> Server:
     }
     (root / "settings.json").write_text(json.dumps(settings))
     (root / MODEL_NAME / "model-settings.json").write_text(json.dumps(model_settings))
-    return Server("mlserver", [str(python.parent / "mlserver"), "start", str(root)], root, port)
+    return Server("mlserver", [str(python.parent / "mlserver"), "start", str(root)], root, port, grpc_port)
 
 
 def bare_server(python: Path, artifact: Path, workdir: Path) -> Server:
@@ -384,10 +390,11 @@ def measure(
     args: argparse.Namespace,
     seen: Predictions,
     round_number: int,
+    check: Callable[[int, Payload], tuple[str, list[object] | None]] = preflight,
 ) -> list[Result]:
     results: list[Result] = []
     for payload, lua in zip(payloads, scripts, strict=True):
-        error, predictions = preflight(server.port, payload)
+        error, predictions = check(server.port, payload)
         if predictions is not None:
             # Same artifact everywhere, so every server must predict the same classes.
             first, expected = seen.setdefault(payload.name, (server.name, predictions))
