@@ -631,3 +631,28 @@ def test_dataplane_repository_index(tmp_path: Path, run: Any) -> None:
         assert "loaded" not in names
 
     run(scenario())
+
+
+def test_model_instances_load_one_at_a_time() -> None:
+    """Concurrent loads would import frameworks from several threads at once,
+    which fails with "partially initialized module" errors: they serialise."""
+    from core import Model, ModelSettings
+    from core.registry import ModelRegistry
+
+    events: list[str] = []
+
+    class Recording(Model):
+        async def load(self) -> bool:
+            events.append(f"start {self.name}")
+            await asyncio.sleep(0.01)  # gives another load the chance to interleave
+            events.append(f"end {self.name}")
+            return True
+
+    async def main() -> None:
+        registry = ModelRegistry()
+        await asyncio.gather(
+            *(registry.load(ModelSettings(name=n), Recording(ModelSettings(name=n))) for n in "abc")
+        )
+
+    asyncio.run(main())
+    assert events == ["start a", "end a", "start b", "end b", "start c", "end c"]

@@ -3,7 +3,6 @@ inference and the model repository. Nothing here knows HTTP or gRPC."""
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import logging
 import random
@@ -59,11 +58,12 @@ class DataPlane:
     # Start-up
 
     async def load_repository(self) -> None:
-        """Load every model found on disk, concurrently: loading is mostly I/O
-        and framework code in threads."""
+        """Load every model found on disk (one after the other: see the
+        registry's loading lock)."""
         found = find_models(self.repository_root)
         self._expected.update(item.name for item in found)
-        await asyncio.gather(*(self._load_found(item) for item in found))
+        for item in found:
+            await self._load_found(item)
 
     async def add_model(self, model: Model) -> None:
         """Serve a `Model` instance built by the caller (programmatic start)."""

@@ -45,6 +45,10 @@ class ModelRegistry:
         # name -> the model that serves requests without a version (ready ones only).
         self._defaults: dict[str, Model] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        # One model instance loads at a time, process-wide: loading unpickles
+        # artifacts in threads, and two threads importing the same framework
+        # for the first time fail with "partially initialized module" errors.
+        self._loading = asyncio.Lock()
 
     def get(self, name: str, version: str | None = None) -> Model:
         """The model that serves a request; 404 when unknown, 503 when not ready."""
@@ -87,8 +91,10 @@ class ModelRegistry:
             elif entry.state != State.READY:
                 entry.state, entry.reason = State.LOADING, ""
             try:
-                new_model = model or resolve_implementation(settings)(settings)
-                if await new_model.load() is False:
+                async with self._loading:
+                    new_model = model or resolve_implementation(settings)(settings)
+                    loaded = await new_model.load()
+                if loaded is False:
                     raise ModelLoadError("load() returned False")
                 new_model.ready = True
             except Exception as error:
