@@ -324,37 +324,22 @@ def main() -> int:
         selected = list(GRPC_SERVERS) if grpc_on else ["core"]
         grpc_seen: Predictions = {}
         rest_seen: Predictions = {}
-        for round_number in range(1, args.rounds + 1):
-            shift = (round_number - 1) % len(selected)
-            for name in selected[shift:] + selected[:shift]:
-                if name in failures:
-                    continue
-                folder = workdir / f"round-{round_number}-{name}"
-                folder.mkdir()
-                server = factories[name](folder)
-                log_path = folder / f"{name}.log"
-                print(f"[round {round_number}] [{name}] starting: {' '.join(server.cmd)}", flush=True)
-                try:
-                    with rt.running(server, log_path, args.ready_timeout):
-                        if grpc_on:
-                            grpc_results += measure_grpc(
-                                server, payloads, bodies, args, grpc_seen, round_number
-                            )
-                        if binary_on and name == "core":
-                            # Alternate JSON/binary order between rounds, like the servers.
-                            order = [0, 1] if round_number % 2 else [1, 0]
-                            binary_results += rt.measure(
-                                server,
-                                [rest_payloads[i] for i in order],
-                                [scripts[i] for i in order],
-                                args,
-                                rest_seen,
-                                round_number,
-                                rest_check,
-                            )
-                except rt.StartError as exc:
-                    failures.append(name)
-                    print(f"[{name}] failed to start: {exc}\n{rt.log_tail(log_path)}", file=sys.stderr)
+        rounds = rt.server_rounds(selected, args.rounds, factories, workdir, args.ready_timeout, failures)
+        for round_number, server in rounds:
+            if grpc_on:
+                grpc_results += measure_grpc(server, payloads, bodies, args, grpc_seen, round_number)
+            if binary_on and server.name == "core":
+                # Alternate JSON/binary order between rounds, like the servers.
+                order = [0, 1] if round_number % 2 else [1, 0]
+                binary_results += rt.measure(
+                    server,
+                    [rest_payloads[i] for i in order],
+                    [scripts[i] for i in order],
+                    args,
+                    rest_seen,
+                    round_number,
+                    rest_check,
+                )
 
     # rest_seen compared the JSON and binary predictions only by payload name:
     # check that both forms predicted the same classes.

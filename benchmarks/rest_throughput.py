@@ -380,6 +380,37 @@ def run_wrk(port: int, lua: Path, args: argparse.Namespace, duration: int) -> st
     return run.stdout
 
 
+def server_rounds(
+    selected: list[str],
+    rounds: int,
+    factories: dict[str, Callable[[Path], Server]],
+    workdir: Path,
+    ready_timeout: float,
+    failures: list[str],
+) -> Iterator[tuple[int, Server]]:
+    """Each selected server, started and ready, once per round, in an order
+    that rotates every round so slow drift of the machine does not always
+    fall on the same server. A server that fails to start is reported, added
+    to `failures` and skipped from then on."""
+    for round_number in range(1, rounds + 1):
+        shift = (round_number - 1) % len(selected)
+        for name in selected[shift:] + selected[:shift]:
+            if name in failures:
+                continue
+            # Each start gets a folder of its own (MLServer's settings live there).
+            folder = workdir / f"round-{round_number}-{name}"
+            folder.mkdir()
+            server = factories[name](folder)
+            log_path = folder / f"{name}.log"
+            print(f"[round {round_number}] [{name}] starting: {' '.join(server.cmd)}", flush=True)
+            try:
+                with running(server, log_path, ready_timeout):
+                    yield round_number, server
+            except StartError as exc:
+                failures.append(name)
+                print(f"[{name}] failed to start: {exc}\n{log_tail(log_path)}", file=sys.stderr, flush=True)
+
+
 Predictions = dict[str, tuple[str, list[object]]]  # payload -> (first server, outputs)
 
 
@@ -574,35 +605,15 @@ def main() -> int:
         if len(set(versions.values())) > 1:
             print(f"warning: scikit-learn versions differ: {versions}", file=sys.stderr)
 
-        # Each start gets a folder of its own (MLServer's settings live there).
         factories: dict[str, Callable[[Path], Server]] = {
             "core": lambda folder: core_server(core_python, core_dir, folder),
             "mlserver": lambda folder: mlserver_server(pythons[-1], artifact, folder),
             "bare": lambda folder: bare_server(core_python, artifact, folder),
         }
         seen: Predictions = {}
-        for round_number in range(1, args.rounds + 1):
-            # Rotate the order each round, so slow drift of the machine does
-            # not always fall on the same server.
-            shift = (round_number - 1) % len(selected)
-            for name in selected[shift:] + selected[:shift]:
-                if name in failures:
-                    continue
-                folder = workdir / f"round-{round_number}-{name}"
-                folder.mkdir()
-                server = factories[name](folder)
-                log_path = folder / f"{server.name}.log"
-                print(f"[round {round_number}] [{server.name}] starting: {' '.join(server.cmd)}", flush=True)
-                try:
-                    with running(server, log_path, args.ready_timeout):
-                        results += measure(server, payloads, scripts, args, seen, round_number)
-                except StartError as exc:
-                    failures.append(server.name)
-                    print(
-                        f"[{server.name}] failed to start: {exc}\n{log_tail(log_path)}",
-                        file=sys.stderr,
-                        flush=True,
-                    )
+        rounds = server_rounds(selected, args.rounds, factories, workdir, args.ready_timeout, failures)
+        for round_number, server in rounds:
+            results += measure(server, payloads, scripts, args, seen, round_number)
 
     ratio_rows = report(results, payloads, args.markdown)
     elapsed = time.monotonic() - started
