@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import shutil
 import subprocess
@@ -362,23 +361,14 @@ def main() -> int:
     results = grpc_results + binary_results
     if args.output:
         h2load_version = subprocess.run(["h2load", "--version"], check=False, capture_output=True, text=True)
+        facts = rt.run_facts(args, versions, load_before)
+        facts["method"] |= {
+            "streams_per_connection": 1,
+            "grpc_tensor_form": "typed" if args.typed else "raw",
+            "h2load": h2load_version.stdout.strip(),
+        }
+        document |= facts
         document |= {
-            "method": {
-                "threads": args.threads,
-                "connections": args.connections,
-                "streams_per_connection": 1,
-                "duration_s": args.duration,
-                "warmup_s": args.warmup,
-                "rounds": args.rounds,
-                "grpc_tensor_form": "typed" if args.typed else "raw",
-                "h2load": h2load_version.stdout.strip(),
-            },
-            "environment": {
-                "cpus": os.cpu_count(),
-                "platform": platform.platform(),
-                "sklearn": versions,
-                "load_average_before": load_before,
-            },
             "grpc_results": [asdict(r) for r in grpc_results],
             "binary_results": [asdict(r) for r in binary_results],
             "failed": failures,

@@ -411,6 +411,28 @@ def server_rounds(
                 print(f"[{name}] failed to start: {exc}\n{log_tail(log_path)}", file=sys.stderr, flush=True)
 
 
+def run_facts(
+    args: argparse.Namespace, versions: dict[str, str | None], load_before: float
+) -> dict[str, Any]:
+    """The method and environment every results file records; each harness
+    adds its own load generator and options to `method`."""
+    return {
+        "method": {
+            "threads": args.threads,
+            "connections": args.connections,
+            "duration_s": args.duration,
+            "warmup_s": args.warmup,
+            "rounds": args.rounds,
+        },
+        "environment": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "sklearn": versions,
+            "load_average_before": load_before,
+        },
+    }
+
+
 Predictions = dict[str, tuple[str, list[object]]]  # payload -> (first server, outputs)
 
 
@@ -622,21 +644,9 @@ def main() -> int:
         wrk_version = subprocess.run(
             ["wrk", "-v"], check=False, capture_output=True, text=True
         ).stdout.splitlines()[0]
-        document = {
-            "method": {
-                "threads": args.threads,
-                "connections": args.connections,
-                "duration_s": args.duration,
-                "warmup_s": args.warmup,
-                "rounds": args.rounds,
-                "wrk": wrk_version,
-            },
-            "environment": {
-                "cpus": os.cpu_count(),
-                "platform": platform.platform(),
-                "sklearn": versions,
-                "load_average_before": load_before,
-            },
+        document = run_facts(args, versions, load_before)
+        document["method"]["wrk"] = wrk_version
+        document |= {
             "results": [asdict(r) for r in results],
             "medians": [asdict(r) for r in medians(results)],
             "ratios_of_medians": ratio_rows,
