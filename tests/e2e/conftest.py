@@ -6,6 +6,7 @@ Servers are session-scoped and few:
 
 - `server`: every good model (iris, two versions of `multi`, the `sklearn`
   alias, custom runtimes, scratch models for load/unload tests). Ready.
+  Twice: in-process, and with two worker processes.
 - `limited_server`: a good model next to models whose load fails, a
   settings.json (overridden by CLI flags) and CORE_* variables, among them a
   1000-byte request body limit. Never ready, by design.
@@ -246,9 +247,12 @@ def model_repository(tmp_path_factory: pytest.TempPathFactory, iris: Iris) -> Pa
     return root
 
 
-@pytest.fixture(scope="session")
-def server(model_repository: Path) -> Iterator[ServerProcess]:
-    with ServerProcess(model_repository) as process:
+@pytest.fixture(scope="session", params=[0, 2], ids=["in-process", "2-workers"])
+def server(model_repository: Path, request: pytest.FixtureRequest) -> Iterator[ServerProcess]:
+    """Every test of this server runs twice: with the models in the server
+    process, and with them in two worker processes (everything must work
+    the same through workers)."""
+    with ServerProcess(model_repository, env={"CORE_PARALLEL_WORKERS": str(request.param)}) as process:
         yield process
 
 

@@ -28,6 +28,7 @@ from .types import (
     State,
     to_ndarray,
 )
+from .workers.model import WorkerModel
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +55,8 @@ class DataPlane:
         self.repository_root = Path(settings.model_repository_root)
         # Models loaded at start: the server is ready once all of them are.
         self._expected: set[str] = set()
+        # Not ready before the server has started its workers and loaded its models.
+        self.started = False
 
     # Start-up
 
@@ -81,6 +84,8 @@ class DataPlane:
         return True
 
     def ready(self) -> bool:
+        if not self.started:
+            return False
         for name in self._expected:
             versions = self.registry.versions(name)
             if not versions or any(entry.state != State.READY for entry in versions):
@@ -206,7 +211,9 @@ class DataPlane:
         model = self.registry.get(name, version)
         return triton_model_config(model.settings, await model.metadata())
 
-    def model_statistics(self, name: str | None = None, version: str | None = None) -> list[dict[str, Any]]:
+    async def model_statistics(
+        self, name: str | None = None, version: str | None = None
+    ) -> list[dict[str, Any]]:
         """Triton's `$model_stat` of each loaded version: of every model, of
         one model, or of one version; 404 when none is known."""
         entries = self.registry.entries() if name is None else self.registry.versions(name)
@@ -215,11 +222,16 @@ class DataPlane:
         if name is not None and not entries:
             raise ModelNotFound(name, version)
         entries.sort(key=lambda entry: (entry.name, version_key(entry.version)))
-        return [
-            entry.model.statistics.report(entry.name, entry.version)
-            for entry in entries
-            if entry.model is not None
-        ]
+        reports = []
+        for entry in entries:
+            model = entry.model
+            if model is None:
+                continue
+            statistics = (
+                await model.collect_statistics() if isinstance(model, WorkerModel) else model.statistics
+            )
+            reports.append(statistics.report(entry.name, entry.version))
+        return reports
 
     # Model repository extension
 
@@ -255,7 +267,8 @@ class DataPlane:
             for entry in loaded:
                 if entry.model is not None:
                     settings = entry.model.settings
-                    await self.registry.load(settings, type(entry.model)(settings))
+                    instance = None if isinstance(entry.model, WorkerModel) else type(entry.model)(settings)
+                    await self.registry.load(settings, instance)
             return
         for item in found:
             if item.settings is None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .errors import CoreError, ModelLoadError, ModelNotFound, ModelNotReady
@@ -39,8 +40,15 @@ def version_key(version: str | None) -> tuple[int, tuple[int, ...], str]:
     return (1, (), version)
 
 
+def build_local(settings: ModelSettings) -> Model:
+    return resolve_implementation(settings)(settings)
+
+
 class ModelRegistry:
-    def __init__(self) -> None:
+    def __init__(self, build: Callable[[ModelSettings], Model] = build_local) -> None:
+        # Makes the instance for a model's settings: the runtime itself, or a
+        # proxy to the worker processes that hold it.
+        self._build = build
         self._entries: dict[str, dict[str | None, ModelEntry]] = {}
         # name -> the model that serves requests without a version (ready ones only).
         self._defaults: dict[str, Model] = {}
@@ -92,7 +100,7 @@ class ModelRegistry:
                 entry.state, entry.reason = State.LOADING, ""
             try:
                 async with self._loading:
-                    new_model = model or resolve_implementation(settings)(settings)
+                    new_model = model or self._build(settings)
                     loaded = await new_model.load()
                 if loaded is False:
                     raise ModelLoadError("load() returned False")

@@ -20,6 +20,7 @@ from .registry import ModelRegistry
 from .rest.app import create_app
 from .rest.fast_infer import FastInferApp
 from .settings import Settings
+from .workers.pool import WorkerPools
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +54,8 @@ class Server:
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or Settings()
         executor.configure(inline_budget=self.settings.inline_predict_budget)
-        self.registry = ModelRegistry()
+        self.workers = WorkerPools(self.settings)
+        self.registry = ModelRegistry(self.workers.build)
         self.dataplane = DataPlane(self.settings, self.registry)
         self.app = create_app(self.settings, self.dataplane)
         self._http: uvicorn.Server | None = None
@@ -79,6 +81,7 @@ class Server:
         await self._grpc.start()
         serving = asyncio.create_task(self._http.serve())
         try:
+            await self.workers.start()
             await self._load(models)
             await serving
         finally:
@@ -87,6 +90,7 @@ class Server:
                 await serving
             await self._grpc.stop()
             await self.registry.unload_all()
+            await self.workers.stop()
 
     def run(self, models: Sequence[Model] = ()) -> None:
         """`start` on uvloop when it is installed (it is, with uvicorn[standard])."""
@@ -106,3 +110,4 @@ class Server:
             await self.dataplane.load_repository()
         for model in models:
             await self.dataplane.add_model(model)
+        self.dataplane.started = True

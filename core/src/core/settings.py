@@ -31,8 +31,9 @@ class Settings(BaseSettings):
     grpc_port: int = 8081
     metrics_port: int = 8082
     metrics_endpoint: str | None = "/metrics"
-    # 0: models run in the server process. Worker processes arrive with the worker pool.
-    parallel_workers: int = 0
+    # 0: models run in the server process; N: in N worker processes, the
+    # server process only routes requests to them.
+    parallel_workers: int = Field(default=0, ge=0)
     model_repository_root: str = "."
     load_models_at_startup: bool = True
     server_name: str = "core"
@@ -77,6 +78,9 @@ class ModelSettings(BaseSettings):
     parameters: ModelParameters = Field(default_factory=ModelParameters)
     max_batch_size: int = 0
     max_batch_time: float = 0.0
+    # With worker processes: how many of them hold a replica of this model
+    # (None: every worker of its pool, as MLServer loads every model everywhere).
+    replicas: int | None = Field(default=None, ge=1)
 
     # The model-settings.json this came from: relative paths resolve against its folder.
     _source: Path | None = PrivateAttr(default=None)

@@ -6,6 +6,7 @@ hot path costs a few additions and two clock reads."""
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from typing import Any
 
 
@@ -45,6 +46,18 @@ class InferenceStatistics:
         self.fail_count += 1
         self.fail_ns += total_ns
         self.last_inference_ns = time.time_ns()
+
+    @classmethod
+    def combined(cls, parts: Iterable[InferenceStatistics]) -> InferenceStatistics:
+        """The sum of several counters (the replicas of one model version)."""
+        total = cls()
+        for part in parts:
+            for field in cls.__slots__:
+                if field == "last_inference_ns":
+                    total.last_inference_ns = max(total.last_inference_ns, part.last_inference_ns)
+                else:
+                    setattr(total, field, getattr(total, field) + getattr(part, field))
+        return total
 
     def report(self, name: str, version: str | None) -> dict[str, Any]:
         """Triton's `$model_stat` JSON object (also the source of the gRPC message)."""

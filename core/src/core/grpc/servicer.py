@@ -13,7 +13,8 @@ import grpc
 from google.protobuf.message import DecodeError
 
 from ..dataplane import DataPlane
-from ..errors import CoreError, InferenceError
+from ..errors import BadRequest, CoreError, InferenceError
+from ..workers.model import WorkerModel
 from . import converters
 from .generated import inference_pb2 as pb
 
@@ -65,16 +66,19 @@ class InferenceServicer:
 
     # Inference
 
-    async def ModelInfer(self, request: pb.ModelInferRequest, context: Any) -> pb.ModelInferResponse:
-        async def infer() -> pb.ModelInferResponse:
-            payload = converters.request_from_proto(request)
+    async def ModelInfer(self, data: bytes, context: Any) -> bytes:
+        """Takes and returns the serialized messages: a model held by a worker
+        gets the request bytes as they came and answers with response bytes."""
+
+        async def infer() -> bytes:
             headers = request_headers(context)
-            name, version = request.model_name, request.model_version or None
-            response = await self.dataplane.infer(payload, name, version, headers)
-            reply_headers = response.parameters.headers if response.parameters is not None else None
-            message = converters.response_to_proto(response)
-            if reply_headers:
-                await context.send_initial_metadata(response_metadata(name, reply_headers))
+            model = self.dataplane.model(*_infer_target(data))
+            if isinstance(model, WorkerModel):
+                message, metadata = await model.infer_grpc(headers, data)
+            else:
+                message, metadata = await infer_message(self.dataplane, data, headers)
+            if metadata:
+                await context.send_initial_metadata(metadata)
             return message
 
         return await _guarded(context, infer())
@@ -152,7 +156,7 @@ class InferenceServicer:
         self, request: pb.ModelStatisticsRequest, context: Any
     ) -> pb.ModelStatisticsResponse:
         async def statistics() -> pb.ModelStatisticsResponse:
-            found = self.dataplane.model_statistics(request.name or None, request.version or None)
+            found = await self.dataplane.model_statistics(request.name or None, request.version or None)
             return converters.model_statistics_to_proto(found)
 
         return await _guarded(context, statistics())
@@ -179,6 +183,34 @@ def request_headers(context: Any) -> dict[str, str]:
         for key, value in context.invocation_metadata() or ()
         if isinstance(value, str) and not key.endswith("-bin")
     }
+
+
+async def infer_message(
+    dataplane: DataPlane, data: bytes, headers: dict[str, str]
+) -> tuple[bytes, tuple[tuple[str, str], ...]]:
+    """A serialized ModelInferRequest answered: the serialized response and
+    the metadata the model set for the reply. Raises CoreError."""
+    try:
+        request = pb.ModelInferRequest.FromString(data)
+    except DecodeError as error:
+        raise BadRequest(f"malformed ModelInferRequest: {error}") from None
+    payload = converters.request_from_proto(request)
+    name, version = request.model_name, request.model_version or None
+    response = await dataplane.infer(payload, name, version, headers)
+    reply_headers = response.parameters.headers if response.parameters is not None else None
+    message = converters.response_to_proto(response).SerializeToString()
+    return message, response_metadata(name, reply_headers) if reply_headers else ()
+
+
+def _infer_target(data: bytes) -> tuple[str, str | None]:
+    """The model and version a serialized ModelInferRequest names, without
+    parsing its tensors: ModelMetadataRequest has the same two leading fields
+    (1: name, 2: version), and keeps the rest as unknown fields."""
+    try:
+        target = pb.ModelMetadataRequest.FromString(data)
+    except DecodeError as error:
+        raise BadRequest(f"malformed ModelInferRequest: {error}") from None
+    return target.name, target.version or None
 
 
 def response_metadata(model: str, headers: dict[str, str]) -> tuple[tuple[str, str], ...]:
@@ -209,7 +241,6 @@ def method_handlers(servicer: InferenceServicer) -> grpc.GenericRpcHandler:
         "ModelReady": (servicer.ModelReady, pb.ModelReadyRequest),
         "ServerMetadata": (servicer.ServerMetadata, pb.ServerMetadataRequest),
         "ModelMetadata": (servicer.ModelMetadata, pb.ModelMetadataRequest),
-        "ModelInfer": (servicer.ModelInfer, pb.ModelInferRequest),
         "RepositoryIndex": (servicer.RepositoryIndex, pb.RepositoryIndexRequest),
         "RepositoryModelLoad": (servicer.RepositoryModelLoad, pb.RepositoryModelLoadRequest),
         "RepositoryModelUnload": (servicer.RepositoryModelUnload, pb.RepositoryModelUnloadRequest),
@@ -223,6 +254,7 @@ def method_handlers(servicer: InferenceServicer) -> grpc.GenericRpcHandler:
         )
         for name, (function, message_type) in methods.items()
     }
+    handlers["ModelInfer"] = grpc.unary_unary_rpc_method_handler(servicer.ModelInfer)
     handlers["ModelStreamInfer"] = grpc.stream_stream_rpc_method_handler(
         servicer.ModelStreamInfer,
         response_serializer=lambda message: message.SerializeToString(),

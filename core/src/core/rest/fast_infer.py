@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from ..dataplane import DataPlane
 from ..errors import BadRequest, CoreError, InferenceError
 from ..types import InferenceRequest, InferenceResponse
+from ..workers.model import WorkerModel
 from .binary import (
     ALL_BINARY,
     INFERENCE_HEADER,
@@ -81,6 +82,24 @@ async def infer_body(
     return content, framing + model_headers
 
 
+async def respond_infer(
+    dataplane: DataPlane, name: str, version: str | None, headers: Mapping[str, str], body: bytes
+) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+    """`infer_body`'s answer, or the error's: status, body and headers."""
+    try:
+        content, response_headers = await infer_body(dataplane, name, version, headers, body)
+    except CoreError as error:
+        return error_response(error)
+    except Exception:
+        logger.exception("unhandled error in an infer request to model '%s'", name)
+        return 500, dumps({"error": "internal server error"}), [_JSON]
+    return 200, content, response_headers
+
+
+def error_response(error: CoreError) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+    return error.status_code, dumps({"error": error.message}), [_JSON]
+
+
 def take_model_headers(response: InferenceResponse) -> dict[str, str] | None:
     """The headers the model set in `parameters.headers`, taken out of the
     response: they are sent as HTTP headers, not in the body."""
@@ -141,13 +160,17 @@ class FastInferApp:
         headers = {key.decode("latin-1"): value.decode("latin-1") for key, value in scope["headers"]}
         try:
             body = await read_body(headers, receive, self.max_body_size)
-            content, response_headers = await infer_body(self.dataplane, name, version, headers, body)
-            status = 200
+            model = self.dataplane.model(name, version)
         except CoreError as error:
-            status, content, response_headers = error.status_code, dumps({"error": error.message}), [_JSON]
-        except Exception:
-            logger.exception("unhandled error on POST %s", scope["path"])
-            status, content, response_headers = 500, dumps({"error": "internal server error"}), [_JSON]
+            status, content, response_headers = error_response(error)
+        else:
+            if isinstance(model, WorkerModel):
+                # The worker that holds the model parses the body and writes the answer.
+                status, content, response_headers = await model.infer_http(headers, body)
+            else:
+                status, content, response_headers = await respond_infer(
+                    self.dataplane, name, version, headers, body
+                )
         raw_headers = [(b"content-length", str(len(content)).encode()), *response_headers]
         await send({"type": "http.response.start", "status": status, "headers": raw_headers})
         await send({"type": "http.response.body", "body": content})

@@ -18,10 +18,10 @@ def triton_router(dataplane: DataPlane) -> APIRouter:
         return JSONResponse(await dataplane.model_config(name, version))
 
     async def all_statistics() -> JSONResponse:
-        return JSONResponse({"model_stats": dataplane.model_statistics()})
+        return JSONResponse({"model_stats": await dataplane.model_statistics()})
 
     async def statistics(name: str, version: str | None = None) -> JSONResponse:
-        return JSONResponse({"model_stats": dataplane.model_statistics(name, version)})
+        return JSONResponse({"model_stats": await dataplane.model_statistics(name, version)})
 
     versioned_route(router, "/config", "GET", config, tags=["model configuration"])
     router.add_api_route("/v2/models/stats", all_statistics, methods=["GET"], tags=["statistics"])

@@ -1,0 +1,136 @@
+"""`WorkerPool`: N worker processes started with one Python interpreter,
+kept running. A worker that exits is replaced at once, and the model
+replicas it held are loaded into the new one before it takes traffic."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sys
+import time
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from ..model import Model
+from ..registry import build_local
+from ..settings import ModelSettings, Settings
+from .process import WorkerProcess
+
+if TYPE_CHECKING:
+    from .model import WorkerModel
+
+logger = logging.getLogger(__name__)
+
+# A worker that dies within this many seconds of starting is restarted after
+# a growing pause (up to the maximum), so a broken environment does not spin.
+_QUICK_EXIT = 10.0
+_MAX_BACKOFF = 30.0
+
+
+class WorkerPool:
+    def __init__(self, settings: Settings, size: int, python: str, name: str = "default") -> None:
+        self.size = size
+        self.python = python
+        self.name = name
+        self._settings_json = settings.model_dump_json()
+        self.workers: list[WorkerProcess] = []
+        # The proxies with a replica in the pool, to reload after a restart.
+        self.models: set[WorkerModel] = set()
+        self._supervisors: list[asyncio.Task[None]] = []
+        self._stopping = False
+
+    async def start(self) -> None:
+        self.workers = [WorkerProcess(i, self.python, self._settings_json) for i in range(self.size)]
+        await asyncio.gather(*(worker.start() for worker in self.workers))
+        self._supervisors = [asyncio.create_task(self._supervise(i)) for i in range(self.size)]
+        logger.info("%s worker pool: %d workers (%s)", self.name, self.size, self.python)
+
+    def place(self, replicas: int | None) -> list[WorkerProcess]:
+        """The workers for a new model's replicas (all when None): those that
+        hold the fewest replicas already, so memory spreads evenly."""
+        count = self.size if replicas is None else min(replicas, self.size)
+        held = {worker.index: 0 for worker in self.workers}
+        for model in self.models:
+            for index in model.worker_indexes:
+                held[index] = held.get(index, 0) + 1
+        ranked = sorted(self.workers, key=lambda worker: (held[worker.index], worker.index))
+        return ranked[:count]
+
+    def queue_sizes(self) -> dict[int, int]:
+        """Requests sent to each worker and not yet answered (MLServer's
+        `parallel_request_queue`)."""
+        return {worker.index: worker.in_flight for worker in self.workers}
+
+    async def _supervise(self, index: int) -> None:
+        backoff = 1.0
+        while not self._stopping:
+            worker = self.workers[index]
+            started = time.monotonic()
+            await worker.exited.wait()
+            if self._stopping:
+                return
+            if time.monotonic() - started < _QUICK_EXIT:
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, _MAX_BACKOFF)
+            else:
+                backoff = 1.0
+            replacement = WorkerProcess(index, self.python, self._settings_json)
+            self.workers[index] = replacement
+            try:
+                await replacement.start()
+            except Exception as error:
+                logger.error("could not replace worker %d: %s", index, error)
+                continue
+            await self._reload(replacement, [m for m in self.models if index in m.worker_indexes])
+
+    async def _reload(self, worker: WorkerProcess, models: Iterable[WorkerModel]) -> None:
+        for model in models:
+            try:
+                await model.load_replica(worker)
+            except Exception as error:
+                logger.error(
+                    "model '%s' could not be reloaded into %s: %s", model.name, worker.describe(), error
+                )
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        self._stopping = True
+        for task in self._supervisors:
+            task.cancel()
+        for task in self._supervisors:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await asyncio.gather(*(worker.stop(timeout) for worker in self.workers))
+
+
+class WorkerPools:
+    """The server's worker pools: the default one (`parallel_workers`
+    workers, this interpreter) and, later, one per custom environment."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.default = WorkerPool(settings, settings.parallel_workers, sys.executable)
+
+    def hosts(self, settings: ModelSettings) -> bool:
+        """Whether a model from the repository runs in a worker."""
+        return self.settings.parallel_workers > 0
+
+    def build(self, settings: ModelSettings) -> Model:
+        """The instance the registry loads for `settings`: a proxy to workers,
+        or the runtime itself in this process."""
+        if self.hosts(settings):
+            from .model import WorkerModel
+
+            return WorkerModel(settings, self.default)
+        return build_local(settings)
+
+    async def start(self) -> None:
+        if self.default.size > 0:
+            await self.default.start()
+
+    async def stop(self) -> None:
+        await self.default.stop()
+
+    def queue_sizes(self) -> dict[str, dict[int, int]]:
+        """Per pool, the requests each worker has not answered yet."""
+        return {self.default.name: self.default.queue_sizes()}

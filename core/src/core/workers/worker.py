@@ -1,0 +1,206 @@
+"""A worker process: `python -m core.workers.worker --fd N ...`, started by
+the server process. It holds the model instances placed on it and answers
+the server's calls: request bytes in, response bytes out for inference, so
+the parsing, the model and the encoding all run here."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextvars
+import logging
+import os
+import signal
+import socket
+from pathlib import Path
+from typing import Any
+
+from .. import executor
+from ..dataplane import DataPlane
+from ..errors import CoreError, ModelLoadError, ModelNotReady
+from ..model import Model
+from ..registry import ModelEntry
+from ..repository.implementation import resolve_implementation
+from ..settings import ModelSettings, Settings
+from . import protocol
+from .protocol import FramedProtocol
+
+logger = logging.getLogger(__name__)
+
+# The instance the current call is for: the server has already resolved the
+# model's name and version to it, so the worker's dataplane looks no further.
+_target: contextvars.ContextVar[str] = contextvars.ContextVar("core_worker_target")
+
+
+class WorkerModels:
+    """The registry of a worker, as its DataPlane uses it: every lookup gives
+    the instance the current call targets."""
+
+    def __init__(self) -> None:
+        self.instances: dict[str, Model] = {}
+
+    def get(self, name: str, version: str | None = None) -> Model:
+        model = self.instances.get(_target.get())
+        if model is None:
+            raise ModelNotReady(f"model '{name}' is not loaded in this worker")
+        return model
+
+    def versions(self, name: str) -> list[ModelEntry]:
+        return []
+
+    def entries(self) -> list[ModelEntry]:
+        return []
+
+
+def settings_from_message(values: dict[str, Any], source: str | None) -> ModelSettings:
+    settings = ModelSettings.model_validate(values)
+    settings._source = Path(source) if source else None
+    return settings
+
+
+class Worker:
+    def __init__(self, settings: Settings) -> None:
+        self.models = WorkerModels()
+        self.dataplane = DataPlane(settings, self.models)  # type: ignore[arg-type]
+        self._loading = asyncio.Lock()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._connection: FramedProtocol | None = None
+        self.closed = asyncio.Event()
+
+    def connect(self, connection: FramedProtocol) -> None:
+        self._connection = connection
+
+    def on_message(self, message: tuple[int, str, tuple[Any, ...]]) -> None:
+        call_id, kind, args = message
+        task = asyncio.get_running_loop().create_task(self._answer(call_id, kind, args))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def on_closed(self) -> None:
+        self.closed.set()
+
+    def _reply(self, call_id: int, status: str, value: Any) -> None:
+        if self._connection is not None and not self._connection.closed:
+            self._connection.send((call_id, status, value))
+
+    async def _answer(self, call_id: int, kind: str, args: tuple[Any, ...]) -> None:
+        try:
+            if kind == protocol.STREAM:
+                async for item in self._stream(*args):
+                    self._reply(call_id, protocol.ITEM, item)
+                self._reply(call_id, protocol.END, None)
+                return
+            self._reply(call_id, protocol.OK, await self._call(kind, args))
+        except CoreError as error:
+            self._reply(call_id, protocol.ERROR, protocol.encode_error(error))
+        except Exception:
+            logger.exception("unhandled error in a %s call", kind)
+            self._reply(call_id, protocol.ERROR, (500, "INTERNAL", "internal server error"))
+
+    async def _call(self, kind: str, args: tuple[Any, ...]) -> Any:
+        if kind == protocol.INFER_HTTP:
+            uid, headers, body = args
+            _target.set(uid)
+            from ..rest.fast_infer import respond_infer
+
+            return await respond_infer(self.dataplane, self._name(uid), None, headers, body)
+        if kind == protocol.INFER_GRPC:
+            uid, headers, data = args
+            _target.set(uid)
+            from ..grpc.servicer import infer_message
+
+            return await infer_message(self.dataplane, data, headers)
+        if kind == protocol.CALL:
+            uid, method, call_args = args
+            _target.set(uid)
+            return await self._model_call(uid, method, call_args)
+        if kind == protocol.LOAD:
+            await self._load(*args)
+            return None
+        if kind == protocol.UNLOAD:
+            await self._unload(*args)
+            return None
+        raise CoreError(f"unknown worker call '{kind}'")
+
+    def _name(self, uid: str) -> str:
+        return self.models.get(uid).name
+
+    async def _model_call(self, uid: str, method: str, args: tuple[Any, ...]) -> Any:
+        name = self._name(uid)
+        if method == "infer":
+            return await self.dataplane.infer(args[0], name)
+        if method == "explain":
+            return await self.dataplane.explain(args[0], name)
+        if method == "metadata":
+            return await self.models.get(name).metadata()
+        if method == "statistics":
+            return self.models.get(name).statistics
+        raise CoreError(f"unknown model call '{method}'")
+
+    async def _stream(self, uid: str, payload: Any) -> Any:
+        _target.set(uid)
+        async for response in self.dataplane.infer_stream(payload, self._name(uid)):
+            yield response
+
+    async def _load(self, uid: str, values: dict[str, Any], source: str | None) -> None:
+        settings = settings_from_message(values, source)
+        try:
+            async with self._loading:
+                model = resolve_implementation(settings)(settings)
+                loaded = await model.load()
+        except CoreError:
+            raise
+        except Exception as error:
+            logger.exception("model '%s' failed to load", settings.name)
+            raise ModelLoadError(f"{type(error).__name__}: {error}") from None
+        if loaded is False:
+            raise ModelLoadError("load() returned False")
+        model.ready = True
+        self.models.instances[uid] = model
+
+    async def _unload(self, uid: str) -> None:
+        model = self.models.instances.pop(uid, None)
+        if model is None:
+            return
+        model.ready = False
+        try:
+            await model.unload()
+        except Exception:
+            logger.exception("model '%s' failed to unload cleanly", model.name)
+
+
+async def serve(fd: int, settings: Settings) -> None:
+    worker = Worker(settings)
+    connection = FramedProtocol(worker.on_message, worker.on_closed)
+    worker.connect(connection)
+    loop = asyncio.get_running_loop()
+    await loop.create_unix_connection(lambda: connection, sock=socket.socket(fileno=fd))
+    connection.send((0, protocol.OK, os.getpid()))  # ready
+    await worker.closed.wait()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="core.workers.worker")
+    parser.add_argument("--fd", type=int, required=True)
+    parser.add_argument("--index", type=int, default=0)
+    parser.add_argument("--settings", default="{}")
+    options = parser.parse_args(argv)
+    settings = Settings.model_validate_json(options.settings)
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format=f"%(asctime)s [worker {options.index}] %(levelname)s %(name)s: %(message)s",
+    )
+    # Ctrl-C reaches the whole process group: the server decides when workers
+    # stop (it closes their connection once in-flight requests are done).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    executor.configure(inline_budget=settings.inline_predict_budget)
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(serve(options.fd, settings))
+    else:
+        uvloop.run(serve(options.fd, settings))
+
+
+if __name__ == "__main__":
+    main()
