@@ -161,9 +161,6 @@ class FastInferApp:
         try:
             body = await read_body(headers, receive, self.max_body_size)
             model = self.dataplane.model(name, version)
-        except CoreError as error:
-            status, content, response_headers = error_response(error)
-        else:
             if isinstance(model, WorkerModel):
                 # The worker that holds the model parses the body and writes the answer.
                 status, content, response_headers = await model.infer_http(headers, body)
@@ -171,6 +168,8 @@ class FastInferApp:
                 status, content, response_headers = await respond_infer(
                     self.dataplane, name, version, headers, body
                 )
+        except CoreError as error:
+            status, content, response_headers = error_response(error)
         raw_headers = [(b"content-length", str(len(content)).encode()), *response_headers]
         await send({"type": "http.response.start", "status": status, "headers": raw_headers})
         await send({"type": "http.response.body", "body": content})
