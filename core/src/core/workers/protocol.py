@@ -59,6 +59,7 @@ class FramedProtocol(asyncio.Protocol):
         self._on_closed = on_closed
         self._buffer = bytearray()
         self._transport: asyncio.Transport | None = None
+        self._outgoing: list[bytes] = []
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)
@@ -90,10 +91,19 @@ class FramedProtocol(asyncio.Protocol):
         return self._transport is None or self._transport.is_closing()
 
     def send(self, message: Any) -> None:
+        """Queue a message; the messages queued during one turn of the event
+        loop go out together, in one system call, at the end of the turn."""
         if self._transport is None:
             raise ConnectionError("the connection is closed")
         data = pickle.dumps(message, protocol=5)
-        self._transport.writelines((len(data).to_bytes(_HEADER, "little"), data))
+        if not self._outgoing:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._outgoing += (len(data).to_bytes(_HEADER, "little"), data)
+
+    def _flush(self) -> None:
+        outgoing, self._outgoing = self._outgoing, []
+        if self._transport is not None:
+            self._transport.writelines(outgoing)
 
     def close(self) -> None:
         if self._transport is not None:
