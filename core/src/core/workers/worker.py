@@ -190,9 +190,12 @@ def main(argv: list[str] | None = None) -> None:
         level=settings.log_level.upper(),
         format=f"%(asctime)s [worker {options.index}] %(levelname)s %(name)s: %(message)s",
     )
-    # Ctrl-C reaches the whole process group: the server decides when workers
-    # stop (it closes their connection once in-flight requests are done).
+    # Ctrl-C (and, under some supervisors, SIGTERM) reaches the whole process
+    # group: the server decides when workers stop, closing their connection
+    # once the requests in flight are done. A worker whose server is gone
+    # sees its connection close and exits.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     executor.configure(inline_budget=settings.inline_predict_budget)
     try:
         import uvloop
