@@ -1,9 +1,9 @@
 """Fixtures shared by every test folder under tests/.
 
 `packed_environment` builds a real packed environment, as a user makes one
-for `parameters.environment_tarball`. Building it takes seconds (about 15 on
-2 cores with pip's cache warm), once per session and only when a test asks
-for it: mark such tests `slow`."""
+for `parameters.environment_tarball`, once per session and only when a test
+asks for it: mark such tests `slow`. Building it took 16 to 19 s on 2 cores
+with pip's cache warm (about 10 s of CPU; up to 45 s on a busy machine)."""
 
 from __future__ import annotations
 
