@@ -32,6 +32,8 @@ TEST_TOOLS = [
     # compiles the official OIP proto in the wire-compatibility test; the same
     # range as core's build requirement
     "grpcio-tools>=1.81.1,<1.82",
+    # packs the real custom environment of the environment tests (tests/conftest.py)
+    "venv-pack>=0.2",
 ]
 
 

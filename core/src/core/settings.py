@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     parallel_workers: int = Field(default=0, ge=0)
     model_repository_root: str = "."
     load_models_at_startup: bool = True
+    # Where models' environment tarballs are unpacked (once each, in a folder
+    # named by the tarball's sha256); relative to the working directory.
+    environments_dir: str = ".envs"
     server_name: str = "core"
     server_version: str = __version__
     # Largest request body accepted, in bytes; larger ones get 413.
