@@ -16,7 +16,7 @@ import pytest
 
 from core.testing import ServerProcess
 
-pytestmark = [pytest.mark.slow, pytest.mark.skip(reason="needs the worker pool")]
+pytestmark = pytest.mark.slow
 
 MODELS_PY = textwrap.dedent(
     '''

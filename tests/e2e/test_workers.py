@@ -177,9 +177,10 @@ def wait_for(check: Any, timeout: float = 60.0) -> Any:
 
 
 def test_a_killed_worker_fails_its_requests_at_once_and_is_replaced(repository: Path) -> None:
-    with ServerProcess(repository, "--parallel-workers", "2") as server, httpx.Client(
-        base_url=server.url, timeout=20
-    ) as http:
+    with (
+        ServerProcess(repository, "--parallel-workers", "2") as server,
+        httpx.Client(base_url=server.url, timeout=20) as http,
+    ):
         victim = pid_of(infer(http, "solo-a"))
         survivor = pid_of(infer(http, "solo-b"))
         with ThreadPoolExecutor(4) as pool:

@@ -19,13 +19,14 @@ from . import protocol
 from .process import WorkerProcess, WorkerUnavailable
 
 if TYPE_CHECKING:
-    from .pool import WorkerPool
+    from .pool import WorkerPool, WorkerPools
 
 
 class WorkerModel(Model):
-    def __init__(self, settings: ModelSettings, pool: WorkerPool) -> None:
+    def __init__(self, settings: ModelSettings, pools: WorkerPools) -> None:
         super().__init__(settings)
-        self.pool = pool
+        self._pools = pools
+        self.pool: WorkerPool | None = None  # chosen at load: the model's environment's, or the default
         # Identifies this instance in the workers: a reload loads a new one
         # next to it, and the old one serves until the new one is ready.
         self.uid = uuid.uuid4().hex
@@ -59,7 +60,8 @@ class WorkerModel(Model):
     # Lifecycle
 
     async def load(self) -> bool:
-        targets = self.pool.place(self.settings.replicas)
+        self.pool = pool = await self._pools.pool_for(self.settings)
+        targets = pool.place(self.settings.replicas)
         if not targets:
             raise ModelLoadError("the worker pool has no workers")
         self._placed = {worker.index for worker in targets}
@@ -69,7 +71,7 @@ class WorkerModel(Model):
         if failures:
             await self.unload()
             raise failures[0]
-        self.pool.models.add(self)
+        pool.models.add(self)
         return True
 
     async def load_replica(self, worker: WorkerProcess) -> None:
@@ -84,7 +86,8 @@ class WorkerModel(Model):
         self._replicas[worker.index] = worker
 
     async def unload(self) -> bool:
-        self.pool.models.discard(self)
+        if self.pool is not None:
+            self.pool.models.discard(self)
         replicas, self._replicas = self._replicas, {}
         for worker in replicas.values():
             with contextlib.suppress(WorkerUnavailable):  # gone with its worker

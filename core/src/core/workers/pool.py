@@ -7,14 +7,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import sys
 import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from ..errors import CoreError, ModelLoadError
 from ..model import Model
 from ..registry import build_local
 from ..settings import ModelSettings, Settings
+from .environments import prepare_environment_async
 from .process import WorkerProcess
 
 if TYPE_CHECKING:
@@ -29,10 +32,19 @@ _MAX_BACKOFF = 30.0
 
 
 class WorkerPool:
-    def __init__(self, settings: Settings, size: int, python: str, name: str = "default") -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        size: int,
+        python: str,
+        name: str = "default",
+        variables: dict[str, str] | None = None,
+    ) -> None:
         self.size = size
         self.python = python
         self.name = name
+        # The workers' process environment (None: this process's).
+        self.variables = variables
         self._settings_json = settings.model_dump_json()
         self.workers: list[WorkerProcess] = []
         # The proxies with a replica in the pool, to reload after a restart.
@@ -41,10 +53,13 @@ class WorkerPool:
         self._stopping = False
 
     async def start(self) -> None:
-        self.workers = [WorkerProcess(i, self.python, self._settings_json) for i in range(self.size)]
+        self.workers = [self._new_worker(i) for i in range(self.size)]
         await asyncio.gather(*(worker.start() for worker in self.workers))
         self._supervisors = [asyncio.create_task(self._supervise(i)) for i in range(self.size)]
         logger.info("%s worker pool: %d workers (%s)", self.name, self.size, self.python)
+
+    def _new_worker(self, index: int) -> WorkerProcess:
+        return WorkerProcess(index, self.python, self._settings_json, self.variables)
 
     def place(self, replicas: int | None) -> list[WorkerProcess]:
         """The workers for a new model's replicas (all when None): those that
@@ -75,7 +90,7 @@ class WorkerPool:
                 backoff = min(backoff * 2, _MAX_BACKOFF)
             else:
                 backoff = 1.0
-            replacement = WorkerProcess(index, self.python, self._settings_json)
+            replacement = self._new_worker(index)
             self.workers[index] = replacement
             try:
                 await replacement.start()
@@ -105,15 +120,21 @@ class WorkerPool:
 
 class WorkerPools:
     """The server's worker pools: the default one (`parallel_workers`
-    workers, this interpreter) and, later, one per custom environment."""
+    workers, this interpreter), and one per custom environment, started when
+    the first model that needs it loads (`max(1, parallel_workers)` workers
+    running the environment's Python)."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.default = WorkerPool(settings, settings.parallel_workers, sys.executable)
+        self._environments: dict[str, WorkerPool] = {}
+        self._starting = asyncio.Lock()
 
     def hosts(self, settings: ModelSettings) -> bool:
         """Whether a model from the repository runs in a worker."""
-        return self.settings.parallel_workers > 0
+        parameters = settings.parameters
+        custom = bool(parameters.environment_tarball or parameters.environment_path)
+        return custom or self.settings.parallel_workers > 0
 
     def build(self, settings: ModelSettings) -> Model:
         """The instance the registry loads for `settings`: a proxy to workers,
@@ -121,16 +142,45 @@ class WorkerPools:
         if self.hosts(settings):
             from .model import WorkerModel
 
-            return WorkerModel(settings, self.default)
+            return WorkerModel(settings, self)
         return build_local(settings)
+
+    async def pool_for(self, settings: ModelSettings) -> WorkerPool:
+        """The pool a model runs in: its environment's (prepared, and its
+        pool started, on first use), else the default one."""
+        environment = await prepare_environment_async(settings, self.settings.environments_dir)
+        if environment is None:
+            return self.default
+        async with self._starting:
+            pool = self._environments.get(environment.key)
+            if pool is None:
+                pool = WorkerPool(
+                    self.settings,
+                    max(1, self.settings.parallel_workers),
+                    str(environment.python),
+                    name=f"environment {environment.root}",
+                    variables=environment.variables(os.environ),
+                )
+                try:
+                    await pool.start()
+                except CoreError as error:
+                    await pool.stop()
+                    raise ModelLoadError(
+                        f"the workers of {pool.name} did not start: {error.message}"
+                    ) from None
+                self._environments[environment.key] = pool
+        return pool
 
     async def start(self) -> None:
         if self.default.size > 0:
             await self.default.start()
 
     async def stop(self) -> None:
-        await self.default.stop()
+        await asyncio.gather(*(pool.stop() for pool in self.pools()))
+
+    def pools(self) -> list[WorkerPool]:
+        return [self.default, *self._environments.values()]
 
     def queue_sizes(self) -> dict[str, dict[int, int]]:
         """Per pool, the requests each worker has not answered yet."""
-        return {self.default.name: self.default.queue_sizes()}
+        return {pool.name: pool.queue_sizes() for pool in self.pools()}

@@ -34,9 +34,12 @@ class WorkerUnavailable(CoreError):
 
 
 class WorkerProcess:
-    def __init__(self, index: int, python: str, settings_json: str) -> None:
+    def __init__(
+        self, index: int, python: str, settings_json: str, variables: dict[str, str] | None = None
+    ) -> None:
         self.index = index
         self.python = python
+        self.variables = variables
         self._settings_json = settings_json
         self.process: asyncio.subprocess.Process | None = None
         self.ready = False
@@ -65,7 +68,7 @@ class WorkerProcess:
                 self.python, "-m", "core.workers.worker",
                 "--fd", str(theirs.fileno()), "--index", str(self.index),
                 "--settings", self._settings_json,
-                pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL,
+                pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, env=self.variables,
             )  # fmt: skip
         finally:
             theirs.close()
