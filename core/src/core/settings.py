@@ -75,8 +75,13 @@ class ModelSettings(BaseSettings):
     inputs: list[MetadataTensor] = Field(default_factory=list)
     outputs: list[MetadataTensor] = Field(default_factory=list)
     parameters: ModelParameters = Field(default_factory=ModelParameters)
-    max_batch_size: int = 0
-    max_batch_time: float = 0.0
+    # Adaptive batching (core.batching), on when max_batch_size > 1: up to
+    # max_batch_size requests, gathered for at most max_batch_time seconds
+    # after the first, run as one. At most max_batch_queue_size requests wait
+    # (default 8 x max_batch_size); more are answered 503 at once.
+    max_batch_size: int = Field(default=0, ge=0)
+    max_batch_time: float = Field(default=0.0, ge=0)
+    max_batch_queue_size: int | None = Field(default=None, ge=1)
 
     # The model-settings.json this came from: relative paths resolve against its folder.
     _source: Path | None = PrivateAttr(default=None)
