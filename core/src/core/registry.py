@@ -8,6 +8,7 @@ import logging
 import re
 from dataclasses import dataclass
 
+from . import batching
 from .errors import CoreError, ModelLoadError, ModelNotFound, ModelNotReady
 from .model import Model
 from .repository.implementation import resolve_implementation
@@ -96,6 +97,7 @@ class ModelRegistry:
                     loaded = await new_model.load()
                 if loaded is False:
                     raise ModelLoadError("load() returned False")
+                batching.attach(new_model)
                 new_model.ready = True
             except Exception as error:
                 reason = error.message if isinstance(error, CoreError) else f"{type(error).__name__}: {error}"
@@ -146,6 +148,8 @@ class ModelRegistry:
     @staticmethod
     async def _unload_instance(model: Model) -> None:
         model.ready = False
+        # Its queued requests run before the model unloads.
+        await batching.detach(model)
         try:
             await model.unload()
         except Exception:
