@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import orjson
-from pydantic import Field, PrivateAttr, ValidationError
+from pydantic import Field, PrivateAttr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .errors import ConfigurationError
@@ -85,6 +85,16 @@ class ModelSettings(BaseSettings):
 
     # The model-settings.json this came from: relative paths resolve against its folder.
     _source: Path | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _queue_holds_a_batch(self) -> ModelSettings:
+        bound, size = self.max_batch_queue_size, self.max_batch_size
+        if bound is not None and size > 1 and bound < size:
+            raise ValueError(
+                f"max_batch_queue_size ({bound}) must be at least max_batch_size ({size}): "
+                f"a batch is gathered in the queue"
+            )
+        return self
 
     @property
     def source(self) -> Path | None:
