@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -227,18 +225,8 @@ def report_binary(results: list[Result], markdown: bool) -> list[dict[str, objec
         for row in binary_ratios([r for r in results if r.round == number]):
             print(f"round {number}: core REST binary/JSON 1000-row FP64 = {row['value']:.2f}")
     summary = rt.medians(results)
-    rows = [
-        [
-            r.payload,
-            f"{r.requests_per_s:,.0f}",
-            f"{r.p50_ms:.2f}",
-            f"{r.p99_ms:.2f}",
-            str(r.non_2xx),
-            "ok" if r.valid else f"INVALID {r.note}",
-        ]
-        for r in summary
-    ]
-    headers = ["core REST payload", "req/s", "p50 ms", "p99 ms", "non-2xx", "valid"]
+    rows = [[r.payload, *rt.result_cells(r)] for r in summary]
+    headers = ["core REST payload", *rt.RESULT_HEADERS]
     print("\nmedians:\n" + rt.table(headers, rows, markdown))
     ratio_rows = binary_ratios(summary)
     for row in ratio_rows:
@@ -250,11 +238,7 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--duration", type=int, default=10, help="seconds of measurement per payload")
-    parser.add_argument("--warmup", type=int, default=2, help="seconds of warm-up per payload")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds in rotating order; medians reported")
-    parser.add_argument("--connections", type=int, default=16)
-    parser.add_argument("--threads", type=int, default=2)
+    rt.add_run_arguments(parser)
     parser.add_argument("--parts", default="grpc,rest-binary", help="comma-separated: grpc,rest-binary")
     parser.add_argument(
         "--typed",
@@ -262,9 +246,6 @@ def parse_args() -> argparse.Namespace:
         help="send typed contents (fp32/fp64_contents) instead of raw_input_contents to both servers",
     )
     parser.add_argument("--model-dir", type=Path, default=rt.REPO / "examples" / "iris")
-    parser.add_argument("--ready-timeout", type=float, default=90)
-    parser.add_argument("--output", type=Path, help="write results as JSON to this path")
-    parser.add_argument("--markdown", action="store_true", help="print tables as markdown")
     args = parser.parse_args()
     args.parts = [p.strip() for p in args.parts.split(",") if p.strip()]
     if unknown := set(args.parts) - {"grpc", "rest-binary"}:
@@ -275,15 +256,9 @@ def parse_args() -> argparse.Namespace:
 def main() -> int:
     args = parse_args()
     started = time.monotonic()
-    for tool, package in (("h2load", "nghttp2-client"), ("wrk", "wrk")):
-        if shutil.which(tool) is None:
-            print(
-                f"error: `{tool}` not found; install it with: apt-get install -y {package}", file=sys.stderr
-            )
-            return 2
-    load_before = os.getloadavg()[0]
-    if load_before > 0.5 * (os.cpu_count() or 1):
-        print(f"warning: machine is busy (load average {load_before:.2f}): results will be noisy")
+    load_before = rt.machine_load({"h2load": "nghttp2-client", "wrk": "wrk"})
+    if load_before is None:
+        return 2
     core_python = Path(sys.executable)  # this script needs core's venv anyway
     grpc_on, binary_on = "grpc" in args.parts, "rest-binary" in args.parts
     pythons = [core_python] + ([rt.ensure_mlserver_venv(rt.MLSERVER_VENV)] if grpc_on else [])

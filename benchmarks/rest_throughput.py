@@ -194,13 +194,23 @@ def build_payloads(iris: list[list[float]]) -> list[Payload]:
     ]
 
 
-def write_lua(payload: Payload, workdir: Path, index: int, headers: dict[str, str] | None = None) -> Path:
+def write_lua(
+    payload: Payload,
+    workdir: Path,
+    index: int,
+    headers: dict[str, str] | None = None,
+    path: str | None = None,
+) -> Path:
+    """The wrk script POSTing `payload`, to `path` when given (else to the
+    path of the URL wrk is called with)."""
     body = workdir / f"payload-{index}.body"
     body.write_bytes(payload.body)
     lua = workdir / f"payload-{index}.lua"
     lines = [
         f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}\n" for k, v in (headers or JSON_HEADERS).items()
     ]
+    if path is not None:
+        lines.append(f"wrk.path = {json.dumps(path)}\n")
     lua.write_text(LUA_TEMPLATE.format(path=json.dumps(str(body))) + "".join(lines))
     return lua
 
@@ -471,6 +481,20 @@ def measure(
 # --------------------------------------------------------------------------- reporting
 
 
+RESULT_HEADERS = ["req/s", "p50 ms", "p99 ms", "non-2xx", "valid"]
+
+
+def result_cells(result: Result) -> list[str]:
+    """A result's cells under RESULT_HEADERS."""
+    return [
+        f"{result.requests_per_s:,.0f}",
+        f"{result.p50_ms:.2f}",
+        f"{result.p99_ms:.2f}",
+        str(result.non_2xx),
+        "ok" if result.valid else f"INVALID {result.note}".strip(),
+    ]
+
+
 def table(headers: list[str], rows: list[list[str]], markdown: bool) -> str:
     if markdown:
         lines = [headers, ["---"] * len(headers), *rows]
@@ -525,20 +549,9 @@ def report(results: list[Result], payloads: list[Payload], markdown: bool) -> li
         if ratio_cells:
             print(f"\nround {number}:\n" + table(["payload", "req/s ratio", "value"], ratio_cells, markdown))
     summary = medians(results)
-    rows = [
-        [
-            r.server,
-            r.payload,
-            f"{r.requests_per_s:,.0f}",
-            f"{r.p50_ms:.2f}",
-            f"{r.p99_ms:.2f}",
-            str(r.non_2xx),
-            "ok" if r.valid else f"INVALID {r.note}".strip(),
-        ]
-        for r in summary
-    ]
+    rows = [[r.server, r.payload, *result_cells(r)] for r in summary]
     if rows:
-        headers = ["server", "payload", "req/s", "p50 ms", "p99 ms", "non-2xx", "valid"]
+        headers = ["server", "payload", *RESULT_HEADERS]
         print(f"\nmedian of {len(rounds)} round(s):\n" + table(headers, rows, markdown))
     ratio_rows = ratios(summary, payloads)
     if ratio_rows:
@@ -550,24 +563,53 @@ def report(results: list[Result], payloads: list[Payload], markdown: bool) -> li
 # --------------------------------------------------------------------------- main
 
 
-def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+def add_run_arguments(parser: argparse.ArgumentParser, connections: int = 16) -> None:
+    """The options of every harness: run length, rounds, load, readiness, output."""
     parser.add_argument(
         "--duration", type=int, default=10, help="seconds of measurement per payload (default 10)"
     )
-    parser.add_argument(
-        "--warmup", type=int, default=2, help="seconds of wrk warm-up per payload (default 2)"
-    )
+    parser.add_argument("--warmup", type=int, default=2, help="seconds of warm-up per payload (default 2)")
     parser.add_argument(
         "--rounds",
         type=int,
         default=3,
         help="measure every server this many times, in rotating order; report medians (default 3)",
     )
-    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--connections", type=int, default=connections)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--ready-timeout", type=float, default=90, help="seconds to wait for /v2/health/ready"
+    )
+    parser.add_argument("--output", type=Path, help="write results as JSON to this path")
+    parser.add_argument("--markdown", action="store_true", help="print tables as markdown")
+
+
+def wrk_results_document(
+    args: argparse.Namespace,
+    versions: dict[str, str | None],
+    load_before: float,
+    results: list[Result],
+    failures: list[str],
+    elapsed: float,
+) -> dict[str, Any]:
+    """The --output document of a wrk harness: `run_facts` with wrk's version,
+    every result, the medians, the servers that failed to start, the time taken."""
+    wrk = subprocess.run(["wrk", "-v"], check=False, capture_output=True, text=True)
+    document = run_facts(args, versions, load_before)
+    document["method"]["wrk"] = wrk.stdout.splitlines()[0]
+    return document | {
+        "results": [asdict(r) for r in results],
+        "medians": [asdict(r) for r in medians(results)],
+        "failed_to_start": failures,
+        "elapsed_s": round(elapsed, 1),
+    }
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    add_run_arguments(parser)
     parser.add_argument(
         "--only", default=",".join(SERVERS), help="comma-separated subset of: core,mlserver,bare"
     )
@@ -578,11 +620,6 @@ def parse_args() -> argparse.Namespace:
         help="python running core and bare",
     )
     parser.add_argument("--model-dir", type=Path, default=REPO / "examples" / "iris")
-    parser.add_argument(
-        "--ready-timeout", type=float, default=90, help="seconds to wait for /v2/health/ready"
-    )
-    parser.add_argument("--output", type=Path, help="write results as JSON to this path")
-    parser.add_argument("--markdown", action="store_true", help="print tables as markdown")
     args = parser.parse_args()
     args.only = [s.strip() for s in args.only.split(",") if s.strip()]
     if unknown := set(args.only) - set(SERVERS):
@@ -590,16 +627,29 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
+def machine_load(tools: dict[str, str] | None = None) -> float | None:
+    """The load average before a run, with a warning when the machine is busy;
+    None (reported) when a load generator is missing. `tools`: each binary
+    and the Debian package that has it."""
+    for tool, package in (tools or {"wrk": "wrk"}).items():
+        if shutil.which(tool) is None:
+            print(
+                f"error: `{tool}` not found; install it with: apt-get install -y {package}", file=sys.stderr
+            )
+            return None
+    load_before = os.getloadavg()[0]
+    if load_before > 0.5 * (os.cpu_count() or 1):
+        # The load generator and the server need the CPUs to themselves; other load skews every server.
+        print(f"warning: machine is busy (load average {load_before:.2f}): results will be noisy")
+    return load_before
+
+
 def main() -> int:
     args = parse_args()
     started = time.monotonic()
-    if shutil.which("wrk") is None:
-        print("error: `wrk` not found; install it with: apt-get install -y wrk", file=sys.stderr)
+    load_before = machine_load()
+    if load_before is None:
         return 2
-    load_before = os.getloadavg()[0]
-    if load_before > 0.5 * (os.cpu_count() or 1):
-        # wrk and the server need the CPUs to themselves; other load skews every server.
-        print(f"warning: machine is busy (load average {load_before:.2f}): results will be noisy")
     core_python: Path = args.core_python
     selected: list[str] = args.only
     if "core" in selected and (reason := core_skip_reason(core_python)):
@@ -641,18 +691,8 @@ def main() -> int:
     elapsed = time.monotonic() - started
     print(f"\ntotal time: {elapsed:.0f} s")
     if args.output:
-        wrk_version = subprocess.run(
-            ["wrk", "-v"], check=False, capture_output=True, text=True
-        ).stdout.splitlines()[0]
-        document = run_facts(args, versions, load_before)
-        document["method"]["wrk"] = wrk_version
-        document |= {
-            "results": [asdict(r) for r in results],
-            "medians": [asdict(r) for r in medians(results)],
-            "ratios_of_medians": ratio_rows,
-            "failed_to_start": failures,
-            "elapsed_s": round(elapsed, 1),
-        }
+        document = wrk_results_document(args, versions, load_before, results, failures, elapsed)
+        document["ratios_of_medians"] = ratio_rows
         args.output.write_text(json.dumps(document, indent=2) + "\n")
     return 1 if failures or not all(r.valid for r in results) else 0
 

@@ -63,6 +63,37 @@ def test_model_settings_from_core_model_environment_variables(monkeypatch: pytes
     assert settings.version == "2"
 
 
+def test_batch_settings_from_environment_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert (ModelSettings().max_batch_size, ModelSettings().max_batch_time) == (0, 0.0)
+    assert ModelSettings().max_batch_queue_size is None
+    monkeypatch.setenv("CORE_MODEL_MAX_BATCH_SIZE", "16")
+    monkeypatch.setenv("CORE_MODEL_MAX_BATCH_TIME", "0.25")
+    monkeypatch.setenv("CORE_MODEL_MAX_BATCH_QUEUE_SIZE", "100")
+    settings = ModelSettings()
+    assert (settings.max_batch_size, settings.max_batch_time, settings.max_batch_queue_size) == (
+        16,
+        0.25,
+        100,
+    )
+
+
+@pytest.mark.parametrize(
+    ("fields", "problem"),
+    [
+        ({"max_batch_size": -1}, "field 'max_batch_size'"),
+        ({"max_batch_time": -0.5}, "field 'max_batch_time'"),
+        ({"max_batch_queue_size": 0}, "field 'max_batch_queue_size'"),
+        (
+            {"max_batch_size": 8, "max_batch_queue_size": 4},
+            "max_batch_queue_size (4) must be at least max_batch_size (8)",
+        ),
+    ],
+)
+def test_bad_batch_settings(tmp_path: Path, fields: dict[str, Any], problem: str) -> None:
+    path = write_json(tmp_path / "model-settings.json", {"name": "m", **fields})
+    assert problem in configuration_error(path)
+
+
 def test_settings_json(tmp_path: Path) -> None:
     path = write_json(
         tmp_path / "settings.json",

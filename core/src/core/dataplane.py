@@ -162,7 +162,7 @@ class DataPlane:
         except Exception as error:
             statistics.failed(time.perf_counter_ns() - started)
             logger.exception("model '%s' raised in %s", model.name, method.__name__)
-            raise InferenceError(f"model '{model.name}' failed: {type(error).__name__}: {error}") from None
+            raise InferenceError.raised_by(model.name, error) from None
         _stamp(response, payload, model)
         # Triton counts each item of a batch as one inference.
         inferences = 1
@@ -197,7 +197,7 @@ class DataPlane:
         except Exception as error:
             statistics.failed(time.perf_counter_ns() - started)
             logger.exception("model '%s' raised in predict_stream", model.name)
-            raise InferenceError(f"model '{model.name}' failed: {type(error).__name__}: {error}") from None
+            raise InferenceError.raised_by(model.name, error) from None
         elapsed = time.perf_counter_ns() - started
         statistics.succeeded(elapsed, elapsed, 1)
 

@@ -32,6 +32,19 @@ class ModelNotReady(CoreError):
     grpc_code = "UNAVAILABLE"
 
 
+class BatchQueueFull(CoreError):
+    """A batched model's queue holds as many requests as it may: answered at
+    once rather than left waiting behind the others."""
+
+    status_code = 503
+    grpc_code = "UNAVAILABLE"
+
+    def __init__(self, model: str, size: int) -> None:
+        super().__init__(
+            f"model '{model}' is overloaded: its batch queue is full ({size} requests waiting); retry later"
+        )
+
+
 class PayloadTooLarge(CoreError):
     status_code = 413
     grpc_code = "RESOURCE_EXHAUSTED"
@@ -54,6 +67,11 @@ class InferenceError(CoreError):
 
     status_code = 500
     grpc_code = "INTERNAL"
+
+    @classmethod
+    def raised_by(cls, model: str, error: BaseException) -> InferenceError:
+        """The answer to a request whose model raised `error` (not a CoreError)."""
+        return cls(f"model '{model}' failed: {type(error).__name__}: {error}")
 
 
 class ModelLoadError(CoreError):

@@ -9,11 +9,13 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from . import batching
 from .errors import CoreError, ModelLoadError, ModelNotFound, ModelNotReady
 from .model import Model
 from .repository.implementation import resolve_implementation
 from .settings import ModelSettings
 from .types import State
+from .workers.model import WorkerModel
 
 logger = logging.getLogger(__name__)
 
@@ -104,6 +106,8 @@ class ModelRegistry:
                     loaded = await new_model.load()
                 if loaded is False:
                     raise ModelLoadError("load() returned False")
+                if not isinstance(new_model, WorkerModel):  # batching runs in its workers
+                    batching.attach(new_model)
                 new_model.ready = True
             except Exception as error:
                 reason = error.message if isinstance(error, CoreError) else f"{type(error).__name__}: {error}"
@@ -154,6 +158,8 @@ class ModelRegistry:
     @staticmethod
     async def _unload_instance(model: Model) -> None:
         model.ready = False
+        # Its queued requests run before the model unloads.
+        await batching.detach(model)
         try:
             await model.unload()
         except Exception:

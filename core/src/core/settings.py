@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import orjson
-from pydantic import Field, PrivateAttr, ValidationError
+from pydantic import Field, PrivateAttr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .errors import ConfigurationError
@@ -79,14 +79,29 @@ class ModelSettings(BaseSettings):
     inputs: list[MetadataTensor] = Field(default_factory=list)
     outputs: list[MetadataTensor] = Field(default_factory=list)
     parameters: ModelParameters = Field(default_factory=ModelParameters)
-    max_batch_size: int = 0
-    max_batch_time: float = 0.0
+    # Adaptive batching (core.batching), on when max_batch_size > 1: up to
+    # max_batch_size requests, gathered for at most max_batch_time seconds
+    # after the first, run as one. At most max_batch_queue_size requests wait
+    # (default 8 x max_batch_size); more are answered 503 at once.
+    max_batch_size: int = Field(default=0, ge=0)
+    max_batch_time: float = Field(default=0.0, ge=0)
+    max_batch_queue_size: int | None = Field(default=None, ge=1)
     # With worker processes: how many of them hold a replica of this model
     # (None: every worker of its pool, as MLServer loads every model everywhere).
     replicas: int | None = Field(default=None, ge=1)
 
     # The model-settings.json this came from: relative paths resolve against its folder.
     _source: Path | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _queue_holds_a_batch(self) -> ModelSettings:
+        bound, size = self.max_batch_queue_size, self.max_batch_size
+        if bound is not None and size > 1 and bound < size:
+            raise ValueError(
+                f"max_batch_queue_size ({bound}) must be at least max_batch_size ({size}): "
+                f"a batch is gathered in the queue"
+            )
+        return self
 
     @property
     def source(self) -> Path | None:

@@ -12,6 +12,7 @@ from typing import Any
 
 class InferenceStatistics:
     __slots__ = (
+        "batched",
         "compute_count",
         "compute_ns",
         "execution_count",
@@ -29,6 +30,8 @@ class InferenceStatistics:
         self.compute_count = self.compute_ns = 0
         self.inference_count = self.execution_count = 0
         self.last_inference_ns = 0  # wall clock, since the epoch
+        # Set by core.batching: executions are then counted per batch.
+        self.batched = False
 
     def succeeded(self, total_ns: int, compute_ns: int, inferences: int) -> None:
         """A request answered: `total_ns` from its arrival in the dataplane,
@@ -37,10 +40,14 @@ class InferenceStatistics:
         self.success_ns += total_ns
         self.compute_count += 1
         self.compute_ns += compute_ns
-        # No batcher yet: every request is one model execution.
-        self.execution_count += 1
+        if not self.batched:  # else counted by `executed`, once per batch
+            self.execution_count += 1
         self.inference_count += inferences
         self.last_inference_ns = time.time_ns()
+
+    def executed(self) -> None:
+        """A batch of requests ran as one successful model execution."""
+        self.execution_count += 1
 
     def failed(self, total_ns: int) -> None:
         self.fail_count += 1
@@ -71,8 +78,9 @@ class InferenceStatistics:
             inference_stats={
                 "success": _duration(self.success_count, self.success_ns),
                 "fail": _duration(self.fail_count, self.fail_ns),
-                # No queue yet (batching and workers will add one), and
-                # decoding happens inside the model call: counted in compute_infer.
+                # The batcher's queue time is not split out yet (it counts in
+                # compute_infer), nor is decoding, which happens inside the
+                # model call.
                 "queue": _duration(0, 0),
                 "compute_input": _duration(0, 0),
                 "compute_infer": _duration(self.compute_count, self.compute_ns),

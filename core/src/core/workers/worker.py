@@ -15,7 +15,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from .. import executor
+from .. import batching, executor
 from ..dataplane import DataPlane
 from ..errors import CoreError, ModelLoadError, ModelNotReady
 from ..model import Model
@@ -155,6 +155,7 @@ class Worker:
             raise ModelLoadError(f"{type(error).__name__}: {error}") from None
         if loaded is False:
             raise ModelLoadError("load() returned False")
+        batching.attach(model)
         model.ready = True
         self.models.instances[uid] = model
 
@@ -164,6 +165,7 @@ class Worker:
             return
         model.ready = False
         try:
+            await batching.detach(model)
             await model.unload()
         except Exception:
             logger.exception("model '%s' failed to unload cleanly", model.name)
