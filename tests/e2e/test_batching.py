@@ -103,10 +103,17 @@ def batch_model(folder: Path, name: str, size: int, time: float = 60.0, **fields
     (folder / "models.py").write_text(BATCH_MODELS_PY)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=[0, 1], ids=["in-process", "1-worker"])
 def batch_server(
-    tmp_path_factory: pytest.TempPathFactory, iris: Any, model_folder: Any, model_settings: Any
+    tmp_path_factory: pytest.TempPathFactory,
+    iris: Any,
+    model_folder: Any,
+    model_settings: Any,
+    request: pytest.FixtureRequest,
 ) -> Iterator[ServerProcess]:
+    """Batching lives with the model instance: in the server process, or in
+    the worker that holds it (one worker, so every request of a model reaches
+    the same instance and the lockstep batches fill as they do in process)."""
     root = tmp_path_factory.mktemp("batching")
     for size in (4, 8):
         batch_model(root / f"lockstep{size}", f"lockstep{size}", size)
@@ -119,7 +126,7 @@ def batch_server(
         batch_model(root / name, name, 2, max_batch_queue_size=3, parameters={"extra": {"gate": str(gate)}})
     iris_batched = {**model_settings("iris-batched"), "max_batch_size": 4, "max_batch_time": 60}
     model_folder(root / "iris-batched", iris_batched, iris.classifier)
-    with ServerProcess(root) as process:
+    with ServerProcess(root, env={"CORE_PARALLEL_WORKERS": str(request.param)}) as process:
         yield process
 
 
