@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from .errors import CoreError, ModelLoadError, ModelNotFound, ModelNotReady
 from .model import Model
+from .model_context import model_context
 from .repository.implementation import resolve_implementation
 from .settings import ModelSettings
 from .types import State
@@ -101,7 +102,8 @@ class ModelRegistry:
             try:
                 async with self._loading:
                     new_model = model or self._build(settings)
-                    loaded = await new_model.load()
+                    with model_context(new_model):
+                        loaded = await new_model.load()
                 if loaded is False:
                     raise ModelLoadError("load() returned False")
                 new_model.ready = True
