@@ -134,11 +134,7 @@ class Observability:
         from .metrics.server import MetricsServer
 
         self.store.expose([ParallelQueueCollector(pools.queue_sizes)])
-        settings = self.settings
-        assert settings.metrics_endpoint is not None
-        return MetricsServer(
-            self.store, settings.host, settings.metrics_port, settings.metrics_endpoint, settings.log_level
-        )
+        return MetricsServer(self.store, self.settings)
 
     def worker_exited(self, pid: int) -> None:
         """A worker process is gone: fold its metric files."""

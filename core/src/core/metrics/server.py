@@ -15,6 +15,7 @@ import uvicorn
 from starlette.types import Receive, Scope, Send
 
 from ..executor import run_in_thread
+from ..settings import Settings
 from .store import MetricsStore
 
 logger = logging.getLogger(__name__)
@@ -52,12 +53,16 @@ class _Server(uvicorn.Server):
 
 
 class MetricsServer:
-    def __init__(self, store: MetricsStore, host: str, port: int, endpoint: str, log_level: str) -> None:
-        self.host, self.port, self.endpoint = host, port, endpoint
+    def __init__(self, store: MetricsStore, settings: Settings) -> None:
+        assert settings.metrics_endpoint is not None
+        self.host, self.port, self.endpoint = settings.host, settings.metrics_port, settings.metrics_endpoint
         config = uvicorn.Config(
-            MetricsApp(store, endpoint),
-            log_level=log_level.lower(),
-            access_log=False,
+            MetricsApp(store, self.endpoint),
+            log_level=settings.log_level.lower(),
+            # uvicorn's access logger is one for every server in the process,
+            # and a Config without an access log takes its handlers away: as
+            # the inference server's (scrapes are logged when requests are).
+            access_log=settings.access_log,
             log_config=None,
             lifespan="off",
         )
