@@ -22,7 +22,7 @@ from core.settings import ModelParameters, ModelSettings
 def fresh_store(monkeypatch: pytest.MonkeyPatch) -> Iterator[store.MetricsStore]:
     """An in-memory store of this test's own, with core's families."""
     metrics = store.MetricsStore(None)
-    metrics.defaults = DefaultMetrics(metrics.registry, "rest_server")
+    metrics.defaults = DefaultMetrics(metrics.registry, "rest_server", local=True)
     monkeypatch.setattr(store, "_store", metrics)
     yield metrics
 

@@ -33,8 +33,10 @@ class MetricsApp:
             await _respond(send, 404, b'{"error": "not found"}', "application/json")
             return
         accept = next((value.decode("latin-1") for key, value in scope["headers"] if key == b"accept"), None)
-        # Multiprocess mode reads every process's files: off the event loop.
-        body, content_type = await run_in_thread(self.store.render, accept)
+        if self.store.multiprocess:  # reads every process's files: off the event loop
+            body, content_type = await run_in_thread(self.store.render, accept)
+        else:  # in-memory values, updated on this event loop: read between two updates
+            body, content_type = self.store.render(accept)
         await _respond(send, 200, b"" if scope["method"] == "HEAD" else body, content_type)
 
 

@@ -163,7 +163,9 @@ def configure(settings: Settings, owner: bool) -> MetricsStore:
         if _store is not None:
             logger.warning("metrics registered before the server was set up are not exported")
         _store = MetricsStore(directory)
-    _store.defaults = DefaultMetrics(_store.registry, settings.metrics_rest_server_prefix)
+    _store.defaults = DefaultMetrics(
+        _store.registry, settings.metrics_rest_server_prefix, local=directory is None
+    )
     return _store
 
 
