@@ -50,16 +50,8 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--duration", type=int, default=10, help="seconds of measurement per server")
-    parser.add_argument("--warmup", type=int, default=2, help="seconds of warm-up per server")
-    parser.add_argument("--rounds", type=int, default=5, help="rounds in rotating order; medians reported")
-    parser.add_argument("--connections", type=int, default=16)
-    parser.add_argument("--threads", type=int, default=2)
+    rt.add_method_arguments(parser, rounds=5)
     parser.add_argument("--parallel-workers", type=int, default=0, help="core's worker processes")
-    parser.add_argument("--model-dir", type=Path, default=rt.REPO / "examples" / "iris")
-    parser.add_argument("--ready-timeout", type=float, default=90)
-    parser.add_argument("--output", type=Path, help="write results as JSON to this path")
-    parser.add_argument("--markdown", action="store_true", help="print tables as markdown")
     return parser.parse_args()
 
 

@@ -550,10 +550,8 @@ def report(results: list[Result], payloads: list[Payload], markdown: bool) -> li
 # --------------------------------------------------------------------------- main
 
 
-def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+def add_method_arguments(parser: argparse.ArgumentParser, rounds: int = 3) -> None:
+    """The options of the fixed method, shared by the harnesses that use it."""
     parser.add_argument(
         "--duration", type=int, default=10, help="seconds of measurement per payload (default 10)"
     )
@@ -563,11 +561,24 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--rounds",
         type=int,
-        default=3,
-        help="measure every server this many times, in rotating order; report medians (default 3)",
+        default=rounds,
+        help=f"measure every server this many times, in rotating order; report medians (default {rounds})",
     )
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--model-dir", type=Path, default=REPO / "examples" / "iris")
+    parser.add_argument(
+        "--ready-timeout", type=float, default=90, help="seconds to wait for /v2/health/ready"
+    )
+    parser.add_argument("--output", type=Path, help="write results as JSON to this path")
+    parser.add_argument("--markdown", action="store_true", help="print tables as markdown")
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    add_method_arguments(parser)
     parser.add_argument(
         "--only", default=",".join(SERVERS), help="comma-separated subset of: core,mlserver,bare"
     )
@@ -577,12 +588,6 @@ def parse_args() -> argparse.Namespace:
         default=REPO / ".venv" / "bin" / "python",
         help="python running core and bare",
     )
-    parser.add_argument("--model-dir", type=Path, default=REPO / "examples" / "iris")
-    parser.add_argument(
-        "--ready-timeout", type=float, default=90, help="seconds to wait for /v2/health/ready"
-    )
-    parser.add_argument("--output", type=Path, help="write results as JSON to this path")
-    parser.add_argument("--markdown", action="store_true", help="print tables as markdown")
     args = parser.parse_args()
     args.only = [s.strip() for s in args.only.split(",") if s.strip()]
     if unknown := set(args.only) - set(SERVERS):

@@ -11,7 +11,6 @@ import json
 import os
 import signal
 import textwrap
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,8 @@ import tritonclient.grpc as triton_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
 from core.testing import ServerProcess
+
+from .conftest import wait_for
 
 METRICS_MODELS_PY = textwrap.dedent(
     '''
@@ -217,17 +218,6 @@ def test_custom_metrics_of_a_runtime(metrics_server: ServerProcess) -> None:
         after.value("e2e_request_rows_sum", **metered) - before.value("e2e_request_rows_sum", **metered) == 10
     )
     assert after.value("e2e_request_rows_bucket", le="5.0", **metered) >= 4
-
-
-def wait_for(check: Any, timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        found = check()
-        if found:
-            return found
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not met")
-        time.sleep(0.05)
 
 
 def pid_of(response: httpx.Response) -> int:

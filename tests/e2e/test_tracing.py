@@ -15,7 +15,6 @@ import json
 import random
 import textwrap
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -37,6 +36,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 import core
 from core.testing import ServerProcess, free_port
 from core.types import InferenceRequest, InferenceResponse, ResponseOutput
+
+from .conftest import wait_for
 
 REST_SPAN = "POST /v2/models/{name}/infer"
 GRPC_SPAN = "inference.GRPCInferenceService/ModelInfer"
@@ -90,17 +91,6 @@ class Caller:
     @property
     def traceparent(self) -> str:
         return f"00-{self.trace_id:032x}-{self.span_id:016x}-01"
-
-
-def wait_for(check: Any, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        found = check()
-        if found:
-            return found
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not met")
-        time.sleep(0.05)
 
 
 def rest_infer(url: str, model: str, headers: dict[str, str]) -> str:
@@ -301,19 +291,17 @@ def worker_server(tmp_path_factory: pytest.TempPathFactory, receiver: Receiver) 
         yield process
 
 
-def test_spans_through_workers_over_rest(worker_server: ServerProcess, receiver: Receiver) -> None:
+@pytest.mark.parametrize("transport", ["rest", "grpc"])
+def test_spans_through_workers(worker_server: ServerProcess, receiver: Receiver, transport: str) -> None:
     caller = Caller.new()
-    echoed = rest_infer(worker_server.url, "trace-echo", {"traceparent": caller.traceparent})
-    wait_for(lambda: spans_of_trace(list(receiver.spans), caller.trace_id, {REST_SPAN, "predict"}))
-    check_trace(list(receiver.spans), caller, REST_SPAN, echoed)
+    headers = {"traceparent": caller.traceparent}
+    if transport == "rest":
+        server_span, echoed = REST_SPAN, rest_infer(worker_server.url, "trace-echo", headers)
+    else:
+        server_span, echoed = GRPC_SPAN, grpc_infer(worker_server.grpc_port, "trace-echo", headers)
+    wait_for(lambda: spans_of_trace(list(receiver.spans), caller.trace_id, {server_span, "predict"}))
+    check_trace(list(receiver.spans), caller, server_span, echoed)
     assert receiver.services == {"core-e2e"}
-
-
-def test_spans_through_workers_over_grpc(worker_server: ServerProcess, receiver: Receiver) -> None:
-    caller = Caller.new()
-    echoed = grpc_infer(worker_server.grpc_port, "trace-echo", {"traceparent": caller.traceparent})
-    wait_for(lambda: spans_of_trace(list(receiver.spans), caller.trace_id, {GRPC_SPAN, "predict"}))
-    check_trace(list(receiver.spans), caller, GRPC_SPAN, echoed)
 
 
 def test_nothing_is_installed_when_tracing_and_metrics_are_off() -> None:

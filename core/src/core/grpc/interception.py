@@ -85,19 +85,14 @@ def _unary(
 ) -> Callable[[Any, Any], Awaitable[Any]]:
     async def observed(request: Any, context: Any) -> Any:
         state, servicer_context = observer.begin(context)
-        code = grpc.StatusCode.UNKNOWN
+        error: BaseException | None = None
         try:
-            response = await behavior(request, servicer_context)
-            code = _status(context) or grpc.StatusCode.OK
-            return response
-        except asyncio.CancelledError:
-            code = grpc.StatusCode.CANCELLED
-            raise
-        except Exception:
-            code = _status(context) or grpc.StatusCode.UNKNOWN
+            return await behavior(request, servicer_context)
+        except BaseException as caught:
+            error = caught
             raise
         finally:
-            observer.end(state, code)
+            observer.end(state, _ending(context, error))
 
     return observed
 
@@ -105,7 +100,7 @@ def _unary(
 def _streaming(behavior: Callable[[Any, Any], Any], observer: CallObserver) -> Callable[[Any, Any], Any]:
     async def observed(request: Any, context: Any) -> AsyncIterator[Any]:
         state, servicer_context = observer.begin(context)
-        code = grpc.StatusCode.UNKNOWN
+        error: BaseException | None = None
         try:
             responses = behavior(request, servicer_context)
             if hasattr(responses, "__aiter__"):
@@ -113,17 +108,21 @@ def _streaming(behavior: Callable[[Any, Any], Any], observer: CallObserver) -> C
                     yield response
             else:  # a handler that writes with context.write()
                 await responses
-            code = _status(context) or grpc.StatusCode.OK
-        except (asyncio.CancelledError, GeneratorExit):
-            code = grpc.StatusCode.CANCELLED
-            raise
-        except Exception:
-            code = _status(context) or grpc.StatusCode.UNKNOWN
+        except BaseException as caught:
+            error = caught
             raise
         finally:
-            observer.end(state, code)
+            observer.end(state, _ending(context, error))
 
     return observed
+
+
+def _ending(context: Any, error: BaseException | None) -> grpc.StatusCode:
+    """The status a call ended with: the servicer's (`abort`, `set_code`), or
+    what gRPC answers for how the behavior ended."""
+    if isinstance(error, (asyncio.CancelledError, GeneratorExit)):
+        return grpc.StatusCode.CANCELLED
+    return _status(context) or (grpc.StatusCode.OK if error is None else grpc.StatusCode.UNKNOWN)
 
 
 def _status(context: Any) -> grpc.StatusCode | None:
