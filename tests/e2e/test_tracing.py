@@ -112,15 +112,32 @@ def spans_of_trace(spans: list[Span], trace_id: int, names: set[str]) -> dict[st
     return found if names <= found.keys() else None
 
 
-def check_trace(spans: list[Span], caller: Caller, server_span: str, echoed: str) -> None:
+def check_trace(spans: list[Span], caller: Caller, server_span: str, echoed: str) -> dict[str, Span]:
     found = spans_of_trace(spans, caller.trace_id, {server_span, "predict"})
     assert found is not None
     server, predict = found[server_span], found["predict"]
     assert server.parent_id == caller.span_id
     assert predict.parent_id == server.span_id
     assert predict.attributes["model.name"] == "trace-echo"
+    assert predict.attributes["model.version"] == "3"
     # The model (and a worker) got the server span as the parent, not the caller's.
     assert echoed == f"00-{caller.trace_id:032x}-{server.span_id:016x}-01"
+    return found
+
+
+def traced_infer(transport: str, url: str, grpc_port: int, caller: Caller) -> tuple[str, str]:
+    """Infer with the caller's traceparent: the server span's name, and the
+    traceparent the model saw."""
+    headers = {"traceparent": caller.traceparent}
+    if transport == "rest":
+        return REST_SPAN, rest_infer(url, "trace-echo", headers)
+    return GRPC_SPAN, grpc_infer(grpc_port, "trace-echo", headers)
+
+
+SERVER_ATTRIBUTES = {
+    "rest": {"http.route": "/v2/models/{name}/infer", "http.response.status_code": 200},
+    "grpc": {"rpc.system": "grpc", "rpc.grpc.status_code": 0},
+}
 
 
 # In process, with the SDK's in-memory exporter
@@ -178,26 +195,13 @@ def in_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcess]:
     thread.join(30)
 
 
-def test_rest_request_span_continues_the_callers_trace(in_process: InProcess) -> None:
+@pytest.mark.parametrize("transport", ["rest", "grpc"])
+def test_server_span_continues_the_callers_trace(in_process: InProcess, transport: str) -> None:
     caller = Caller.new()
-    echoed = rest_infer(in_process.url, "trace-echo", {"traceparent": caller.traceparent})
-    wait_for(lambda: spans_of_trace(in_process.spans(), caller.trace_id, {REST_SPAN, "predict"}))
-    check_trace(in_process.spans(), caller, REST_SPAN, echoed)
-    server = spans_of_trace(in_process.spans(), caller.trace_id, {REST_SPAN})[REST_SPAN]  # type: ignore[index]
-    assert server.attributes["http.route"] == "/v2/models/{name}/infer"
-    assert server.attributes["http.response.status_code"] == 200
-    predict = spans_of_trace(in_process.spans(), caller.trace_id, {"predict"})["predict"]  # type: ignore[index]
-    assert predict.attributes["model.version"] == "3"
-
-
-def test_grpc_call_span_continues_the_callers_trace(in_process: InProcess) -> None:
-    caller = Caller.new()
-    echoed = grpc_infer(in_process.grpc_port, "trace-echo", {"traceparent": caller.traceparent})
-    wait_for(lambda: spans_of_trace(in_process.spans(), caller.trace_id, {GRPC_SPAN, "predict"}))
-    check_trace(in_process.spans(), caller, GRPC_SPAN, echoed)
-    server = spans_of_trace(in_process.spans(), caller.trace_id, {GRPC_SPAN})[GRPC_SPAN]  # type: ignore[index]
-    assert server.attributes["rpc.system"] == "grpc"
-    assert server.attributes["rpc.grpc.status_code"] == 0
+    server_span, echoed = traced_infer(transport, in_process.url, in_process.grpc_port, caller)
+    wait_for(lambda: spans_of_trace(in_process.spans(), caller.trace_id, {server_span, "predict"}))
+    found = check_trace(in_process.spans(), caller, server_span, echoed)
+    assert SERVER_ATTRIBUTES[transport].items() <= found[server_span].attributes.items()
 
 
 def test_a_request_without_traceparent_starts_a_trace(in_process: InProcess) -> None:
@@ -294,11 +298,7 @@ def worker_server(tmp_path_factory: pytest.TempPathFactory, receiver: Receiver) 
 @pytest.mark.parametrize("transport", ["rest", "grpc"])
 def test_spans_through_workers(worker_server: ServerProcess, receiver: Receiver, transport: str) -> None:
     caller = Caller.new()
-    headers = {"traceparent": caller.traceparent}
-    if transport == "rest":
-        server_span, echoed = REST_SPAN, rest_infer(worker_server.url, "trace-echo", headers)
-    else:
-        server_span, echoed = GRPC_SPAN, grpc_infer(worker_server.grpc_port, "trace-echo", headers)
+    server_span, echoed = traced_infer(transport, worker_server.url, worker_server.grpc_port, caller)
     wait_for(lambda: spans_of_trace(list(receiver.spans), caller.trace_id, {server_span, "predict"}))
     check_trace(list(receiver.spans), caller, server_span, echoed)
     assert receiver.services == {"core-e2e"}
