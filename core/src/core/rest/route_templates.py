@@ -5,7 +5,6 @@ values are unbounded."""
 from __future__ import annotations
 
 from collections.abc import MutableMapping
-from re import Pattern
 from typing import Any
 
 from fastapi import FastAPI
@@ -17,8 +16,11 @@ _CACHE_SIZE = 4096
 
 class RouteTemplates:
     def __init__(self, app: FastAPI) -> None:
-        self.app = app
-        self._patterns: list[tuple[Pattern[str], str]] | None = None
+        # The documented paths: FastAPI's public view of every route, however
+        # routers were included. Made now (a tenth of a second), not on the
+        # first request.
+        templates = app.openapi().get("paths", {})
+        self._patterns = [(compile_path(template)[0], str(template)) for template in templates]
         # raw path -> template: the same few paths (one per model) come again
         # and again; bounded, since paths that match nothing are unbounded.
         self._cache: dict[str, str] = {}
@@ -40,11 +42,6 @@ class RouteTemplates:
         return found
 
     def _match(self, path: str) -> str:
-        if self._patterns is None:
-            # The documented paths: FastAPI's public view of every route,
-            # however routers were included.
-            templates = self.app.openapi().get("paths", {})
-            self._patterns = [(compile_path(template)[0], template) for template in templates]
         for pattern, template in self._patterns:
             if pattern.match(path):
                 return template
