@@ -41,7 +41,7 @@ from .errors import ConfigurationError
 from .grpc.interception import CallObserver, ObservingInterceptor, split_method
 from .model import Model
 from .observability import TRACES_EXPORTER_ENV as EXPORTER_ENV
-from .rest.route_templates import RouteTemplates
+from .rest.route_templates import PROBE_PATHS, RouteTemplates
 from .types import InferenceRequest, InferenceResponse
 from .workers.model import WorkerModel
 
@@ -139,7 +139,7 @@ class TracingMiddleware:
         self.routes = routes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope["path"] in PROBE_PATHS:
             await self.app(scope, receive, send)
             return
         carrier = {key.decode("latin-1"): value.decode("latin-1") for key, value in scope["headers"]}

@@ -10,12 +10,9 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..rest.route_templates import RouteTemplates
+from ..rest.route_templates import PROBE_PATHS, RouteTemplates
 from .families import APP_NAME, DefaultMetrics
 from .steps import RequestSteps, StepRecorder, request_steps
-
-# Probes, as MLServer leaves them out: they would drown the rest.
-SKIPPED_PATHS = frozenset({"/v2/health/live", "/v2/health/ready"})
 
 
 class RestObserver:
@@ -35,7 +32,7 @@ class RestObserver:
         self._finished: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in SKIPPED_PATHS:
+        if scope["type"] != "http" or scope["path"] in PROBE_PATHS:
             await self.app(scope, receive, send)
             return
         method: str = scope["method"]

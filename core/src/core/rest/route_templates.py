@@ -11,6 +11,9 @@ from fastapi import FastAPI
 from starlette.routing import compile_path
 
 UNMATCHED = "<unmatched>"
+# Kubernetes probes: neither counted nor traced (as MLServer leaves them out
+# of its metrics), they would drown the requests that matter.
+PROBE_PATHS = frozenset({"/v2/health/live", "/v2/health/ready"})
 _CACHE_SIZE = 4096
 
 
