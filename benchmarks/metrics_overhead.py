@@ -43,17 +43,27 @@ def variant_server(name: str, python: Path, model_dir: Path, folder: Path, worke
 
 
 def server_cpu_seconds(port: int) -> float:
-    """CPU time (user + system) of the process serving on `port` so far."""
+    """CPU time (user + system) so far of the process serving on `port` and
+    of its children (its worker processes)."""
     marker = f"--http-port\0{port}\0".encode()
+    stats: dict[int, list[str]] = {}
+    server = None
     for proc in Path("/proc").iterdir():
         if proc.name.isdigit():
             try:
+                stats[int(proc.name)] = (proc / "stat").read_text().rsplit(")", 1)[1].split()
                 if marker in (proc / "cmdline").read_bytes():
-                    fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
-                    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+                    server = int(proc.name)
             except OSError:
                 continue
-    raise RuntimeError(f"no process serves port {port}")
+    if server is None:
+        raise RuntimeError(f"no process serves port {port}")
+    ticks = sum(
+        int(fields[11]) + int(fields[12])
+        for pid, fields in stats.items()
+        if pid == server or int(fields[1]) == server
+    )
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def measure_with_cpu(
@@ -65,7 +75,7 @@ def measure_with_cpu(
     number: int,
 ) -> tuple[Result, float]:
     """rest_throughput's measure, plus the server's CPU time per request (in
-    us) during the measured run: what a CPU-bound server's throughput is the
+    us, its workers' included) during the measured run: what a CPU-bound server's throughput is the
     inverse of, and much less moved by the machine's other load than req/s."""
     error, predictions = rt.preflight(server.port, payload)
     first, expected = seen.setdefault(payload.name, (server.name, predictions or []))

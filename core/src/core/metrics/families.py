@@ -31,6 +31,7 @@ class DefaultMetrics:
     def __init__(self, registry: CollectorRegistry, rest_prefix: str, local: bool = False) -> None:
         self._registry = registry
         self._local = local
+        self.local_families: list[LocalFamily] = []
         # Per model version, counted where the model runs.
         self.infer_success = self._family(
             "counter",
@@ -109,6 +110,7 @@ class DefaultMetrics:
         if self._local:
             family = LocalFamily(name, documentation, labelnames, kind)
             self._registry.register(family)
+            self.local_families.append(family)
             return family
         if kind == "counter":
             return Counter(name, documentation, labelnames, registry=self._registry)

@@ -33,8 +33,11 @@ class MetricsApp:
             await _respond(send, 404, b'{"error": "not found"}', "application/json")
             return
         accept = next((value.decode("latin-1") for key, value in scope["headers"] if key == b"accept"), None)
-        if self.store.multiprocess:  # reads every process's files: off the event loop
-            body, content_type = await run_in_thread(self.store.render, accept)
+        if self.store.multiprocess:
+            # This process's own numbers are read here, between two updates;
+            # every process's files in a thread.
+            local = self.store.local_families()
+            body, content_type = await run_in_thread(self.store.render, accept, local)
         else:  # in-memory values, updated on this event loop: read between two updates
             body, content_type = self.store.render(accept)
         await _respond(send, 200, b"" if scope["method"] == "HEAD" else body, content_type)

@@ -21,7 +21,7 @@ import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -37,6 +37,7 @@ from prometheus_client import (
     values,
 )
 from prometheus_client.exposition import choose_encoder
+from prometheus_client.metrics_core import Metric
 from prometheus_client.mmap_dict import MmapedDict
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from prometheus_client.registry import Collector
@@ -70,7 +71,10 @@ class MetricsStore:
         # (metric, model name, model version) -> how to record a value there:
         # a label child's observe, inc or set, looked up once.
         self.recorders: dict[tuple[str, str, str], Callable[[float], None]] = {}
-        self._scraped: CollectorRegistry | None = None
+        # This process's own collectors (process_*, python_*, the worker
+        # queues), once exposed; with workers, the files of every process.
+        self._extra: list[Collector] | None = None
+        self._files: MultiProcessCollector | None = None
         # A scrape (in a thread) and folding a dead worker's files must not interleave.
         self._lock = threading.Lock()
 
@@ -79,27 +83,41 @@ class MetricsStore:
         return self.directory is not None
 
     def expose(self, extra: Iterable[Collector] = ()) -> None:
-        """Make this store scrapable: what a scrape reads, plus this
-        process's own collectors (process_*, python_gc_*, python_info) and
-        `extra` (computed at scrape time in this process). Once."""
-        if self._scraped is not None:
+        """Make this store scrapable: its metrics, plus this process's own
+        collectors (process_*, python_gc_*, python_info) and `extra`
+        (computed at scrape time in this process). Once."""
+        if self._extra is not None:
             return
+        self._extra = [PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR, *extra]
         if self.multiprocess:
-            scraped = CollectorRegistry()
-            MultiProcessCollector(scraped, path=str(self.directory))
+            self._files = MultiProcessCollector(None, path=str(self.directory))
         else:
-            scraped = self.registry
-        for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR, *extra):
-            scraped.register(collector)
-        self._scraped = scraped
+            for collector in self._extra:
+                self.registry.register(collector)
 
-    def render(self, accept: str | None = None) -> tuple[bytes, str]:
-        """The scrape's body and content type (OpenMetrics when asked for)."""
-        if self._scraped is None:
+    def local_families(self) -> list[Metric]:
+        """With workers, the server process's own core metrics (plain numbers,
+        see `local`): read them on the event loop that updates them, and hand
+        them to `render`."""
+        if self.defaults is None:
+            return []
+        return [metric for family in self.defaults.local_families for metric in family.collect()]
+
+    def render(self, accept: str | None = None, local: Iterable[Metric] = ()) -> tuple[bytes, str]:
+        """The scrape's body and content type (OpenMetrics when asked for).
+        With workers: every process's files, merged with `local`."""
+        if self._extra is None:
             raise RuntimeError("the metrics store is not exposed")
         encoder, content_type = choose_encoder(accept or "")
+        if self._files is None:
+            return encoder(self.registry), content_type
         with self._lock:
-            return encoder(self._scraped), content_type
+            families = _merge([*self._files.collect(), *local])
+        scraped = CollectorRegistry()
+        scraped.register(_Collected(families))
+        for collector in self._extra:
+            scraped.register(collector)
+        return encoder(scraped), content_type
 
     def process_exited(self, pid: int) -> None:
         """A worker process is gone: keep what its counters and histograms
@@ -125,6 +143,28 @@ class MetricsStore:
                 archive.write_value(key, total + value, 0.0)
         finally:
             archive.close()
+
+
+class _Collected(Collector):
+    def __init__(self, families: list[Metric]) -> None:
+        self.families = families
+
+    def collect(self) -> Iterator[Metric]:
+        return iter(self.families)
+
+
+def _merge(families: Iterable[Metric]) -> list[Metric]:
+    """One family per name: the same family may come from the files and from
+    the server process's own numbers (a model served in the server process
+    next to models in workers)."""
+    merged: dict[str, Metric] = {}
+    for family in families:
+        known = merged.get(family.name)
+        if known is None:
+            merged[family.name] = family
+        else:
+            known.samples.extend(family.samples)
+    return list(merged.values())
 
 
 _store: MetricsStore | None = None
@@ -163,8 +203,10 @@ def configure(settings: Settings, owner: bool) -> MetricsStore:
         if _store is not None:
             logger.warning("metrics registered before the server was set up are not exported")
         _store = MetricsStore(directory)
+    # The server process reads its own core metrics directly, workers or not;
+    # a worker's go through the files.
     _store.defaults = DefaultMetrics(
-        _store.registry, settings.metrics_rest_server_prefix, local=directory is None
+        _store.registry, settings.metrics_rest_server_prefix, local=owner or directory is None
     )
     return _store
 
