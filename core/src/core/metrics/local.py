@@ -1,12 +1,13 @@
-"""Core's own metrics when they live in one process (no worker processes):
-plain Python numbers, updated from the event loop only, turned into
-Prometheus families when scraped (on the event loop too).
+"""Core's own metrics in the process that exposes them (the server
+process, workers or not): plain Python numbers, updated from the event loop
+only, turned into Prometheus families when scraped (read on the event loop
+too).
 
 A prometheus_client update takes a lock and a few calls (about 0.5 to
 1 us); a request updates a dozen values, which cost 5 % of a one-row
 inference. These cost an attribute increment each. Runtimes' own metrics
 (`core.log`, which may run in threads) stay prometheus_client's, as do
-core's with worker processes, whose values must reach the server process
+core's in worker processes, whose values must reach the server process
 through prometheus_client's multiprocess files."""
 
 from __future__ import annotations

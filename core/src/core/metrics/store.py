@@ -1,13 +1,17 @@
 """Where this process's metric values live, and the text a scrape returns.
 
-- No worker processes: prometheus_client's ordinary in-memory values.
-- Worker processes: prometheus_client's multiprocess mode. Every process
-  (the server and each worker) writes its values to files of its own in
-  `metrics_dir`; a scrape adds them up (MultiProcessCollector). Workers
-  inherit PROMETHEUS_MULTIPROC_DIR from the server process's environment.
-  When a worker exits, its counters and histograms are folded into one
-  archive file per type, so the totals never go down (Prometheus would read
-  a drop as a counter reset), and every file it wrote is removed.
+- Core's own metrics in the server process (and everywhere without worker
+  processes): plain numbers on the event loop (see `local`).
+- Runtimes' custom metrics without workers: prometheus_client's in-memory
+  values.
+- With worker processes, everything the workers record, and custom metrics
+  in the server process: prometheus_client's multiprocess mode. Each
+  process writes its values to files of its own in `metrics_dir`; a scrape
+  adds them up (MultiProcessCollector) and merges the server's own numbers
+  in. Workers inherit PROMETHEUS_MULTIPROC_DIR from the server process's
+  environment. When a worker exits, its counters and histograms are folded
+  into one archive file per type, so the totals never go down (Prometheus
+  would read a drop as a counter reset), and every file it wrote is removed.
 
 One store per process: metrics are process-wide, as prometheus_client's are.
 The first `configure` decides the mode; metric objects created before it
