@@ -563,7 +563,7 @@ def report(results: list[Result], payloads: list[Payload], markdown: bool) -> li
 # --------------------------------------------------------------------------- main
 
 
-def add_run_arguments(parser: argparse.ArgumentParser, connections: int = 16) -> None:
+def add_run_arguments(parser: argparse.ArgumentParser, connections: int = 16, rounds: int = 3) -> None:
     """The options of every harness: run length, rounds, load, readiness, output."""
     parser.add_argument(
         "--duration", type=int, default=10, help="seconds of measurement per payload (default 10)"
@@ -572,11 +572,12 @@ def add_run_arguments(parser: argparse.ArgumentParser, connections: int = 16) ->
     parser.add_argument(
         "--rounds",
         type=int,
-        default=3,
-        help="measure every server this many times, in rotating order; report medians (default 3)",
+        default=rounds,
+        help=f"measure every server this many times, in rotating order; report medians (default {rounds})",
     )
     parser.add_argument("--connections", type=int, default=connections)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--model-dir", type=Path, default=REPO / "examples" / "iris")
     parser.add_argument(
         "--ready-timeout", type=float, default=90, help="seconds to wait for /v2/health/ready"
     )
@@ -619,7 +620,6 @@ def parse_args() -> argparse.Namespace:
         default=REPO / ".venv" / "bin" / "python",
         help="python running core and bare",
     )
-    parser.add_argument("--model-dir", type=Path, default=REPO / "examples" / "iris")
     args = parser.parse_args()
     args.only = [s.strip() for s in args.only.split(",") if s.strip()]
     if unknown := set(args.only) - set(SERVERS):

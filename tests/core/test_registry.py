@@ -454,7 +454,9 @@ def test_registry_unload_survives_a_failing_unload(run: Any) -> None:
 
 
 def dataplane(root: Path) -> DataPlane:
-    return DataPlane(Settings(model_repository_root=str(root)), ModelRegistry())
+    plane = DataPlane(Settings(model_repository_root=str(root)), ModelRegistry())
+    plane.started = True  # as Server does once its workers are up
+    return plane
 
 
 def test_dataplane_ready_only_when_every_startup_model_is_ready(tmp_path: Path, run: Any) -> None:

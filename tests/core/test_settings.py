@@ -300,3 +300,32 @@ def test_importing_core_does_not_import_the_server() -> None:
     code = "import sys, core, core.codecs, core.types; print('fastapi' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+def test_observability_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    defaults = Settings()
+    assert defaults.metrics_endpoint == "/metrics"
+    assert (defaults.metrics_dir, defaults.metrics_rest_server_prefix) == (None, "rest_server")
+    assert (defaults.log_format, defaults.logging_settings, defaults.access_log_format) == (
+        "text",
+        None,
+        None,
+    )
+    assert defaults.enable_latency_logging is False
+    assert defaults.tracing_enabled is None
+    # null in a file, an empty variable: metrics off
+    file_settings = load_settings_file(
+        Settings, write_json(tmp_path / "settings.json", {"metrics_endpoint": None})
+    )
+    assert file_settings.metrics_endpoint is None
+    monkeypatch.setenv("CORE_METRICS_ENDPOINT", "")
+    monkeypatch.setenv("CORE_LOGGING_SETTINGS", '{"version": 1}')
+    monkeypatch.setenv("CORE_TRACING_ENABLED", "true")
+    settings = Settings()
+    assert settings.metrics_endpoint is None
+    assert settings.logging_settings == {"version": 1}
+    assert settings.tracing_enabled is True
+    monkeypatch.setenv("CORE_LOGGING_SETTINGS", "/etc/core/logging.yaml")
+    assert Settings().logging_settings == "/etc/core/logging.yaml"
+    with pytest.raises(ConfigurationError, match="log_format"):
+        load_server_settings(tmp_path, {"log_format": "xml"})

@@ -313,3 +313,15 @@ def wait_until_loaded(url: str, names: set[str], timeout: float = 60.0) -> None:
             return
         time.sleep(0.05)
     raise TimeoutError(f"models {sorted(names)} did not settle: {index}")
+
+
+def wait_for(check: Any, timeout: float = 60.0) -> Any:
+    """`check()` once it is truthy, polling; TimeoutError if it never is."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = check()
+        if found:
+            return found
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not met")
+        time.sleep(0.05)

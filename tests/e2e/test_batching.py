@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 import tritonclient.grpc as triton_grpc
 import tritonclient.http as triton_http
+from prometheus_client.parser import text_string_to_metric_families
 from tritonclient.utils import InferenceServerException
 
 from core.testing import ServerProcess
@@ -370,12 +371,24 @@ def fill_the_queue(
     return running + [future for future in queued if future is not refused]
 
 
+def batch_queue_metric(server: ServerProcess, model: str) -> float:
+    text = httpx.get(f"http://127.0.0.1:{server.metrics_port}/metrics", timeout=10).text
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "batch_request_queue" and sample.labels.get("model_name") == model
+    )
+
+
 def test_a_full_queue_answers_503_and_the_server_keeps_serving(
     http: httpx.Client, batch_server: ServerProcess
 ) -> None:
     gate = batch_server.folder / "gated-full-gate"
     with ThreadPoolExecutor(8) as pool:
         waiting = fill_the_queue(http, "gated-full", gate, pool)
+        # The queue's size is published (in whichever process holds the model).
+        assert batch_queue_metric(batch_server, "gated-full") == 3
         (gate / "release").touch()
         # Two batches of two run; the last queued request waits for a partner
         # (the batch size is 2), which the queue now has room for.

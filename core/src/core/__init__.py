@@ -17,15 +17,22 @@ __all__ = [
     "Settings",
     "__version__",
     "decode_args",
+    "log",
+    "register",
     "run_in_thread",
 ]
 
 
 def __getattr__(name: str) -> object:
-    # The server pulls in FastAPI and uvicorn: import it only when asked, so
-    # client code using `core.codecs` or `core.types` stays light.
+    # The server pulls in FastAPI and uvicorn, metrics prometheus_client:
+    # import them only when asked, so client code using `core.codecs` or
+    # `core.types` stays light.
     if name == "Server":
         from .server import Server
 
         return Server
+    if name in ("register", "log"):
+        from . import metrics
+
+        return getattr(metrics, name)
     raise AttributeError(name)

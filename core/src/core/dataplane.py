@@ -14,6 +14,7 @@ from typing import Any
 from .errors import CoreError, InferenceError, ModelLoadError, ModelNotFound
 from .model import Model
 from .model_config import triton_model_config
+from .model_context import current_model
 from .registry import ModelRegistry, version_key
 from .repository import FoundModel, find_models
 from .settings import ModelSettings, Settings
@@ -151,6 +152,7 @@ class DataPlane:
         answer. Counted in the model's statistics, failures included."""
         statistics = model.statistics
         started = time.perf_counter_ns()
+        token = current_model.set(model)
         try:
             _prepare(payload, headers)
             compute_started = time.perf_counter_ns()
@@ -163,6 +165,8 @@ class DataPlane:
             statistics.failed(time.perf_counter_ns() - started)
             logger.exception("model '%s' raised in %s", model.name, method.__name__)
             raise InferenceError.raised_by(model.name, error) from None
+        finally:
+            current_model.reset(token)
         _stamp(response, payload, model)
         # Triton counts each item of a batch as one inference.
         inferences = 1
@@ -188,7 +192,17 @@ class DataPlane:
         started = time.perf_counter_ns()
         try:
             _prepare(payload, headers)
-            async for response in model.predict_stream(_single(payload)):
+            responses = model.predict_stream(_single(payload))
+            while True:
+                # The model's code runs in its context; the consumer's, between
+                # responses, does not.
+                token = current_model.set(model)
+                try:
+                    response = await anext(responses)
+                except StopAsyncIteration:
+                    break
+                finally:
+                    current_model.reset(token)
                 _stamp(response, payload, model)
                 yield response
         except CoreError:

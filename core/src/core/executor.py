@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import os
 import threading
 import time
@@ -81,8 +82,10 @@ async def run_in_thread(function: Callable[..., T], *args: Any) -> T:
     """Run a blocking call (loading an artifact, a long predict) in a thread,
     so the event loop keeps serving other requests meanwhile. Numeric kernels
     release the GIL, so such calls also run in parallel with the loop. For
-    per-request framework calls, `BlockingCalls` picks thread or inline."""
-    return await _pool.submit(function, *args)
+    per-request framework calls, `BlockingCalls` picks thread or inline.
+    The call sees the caller's context variables (the current model, for
+    log records and `core.log`; the current span)."""
+    return await _pool.submit(contextvars.copy_context().run, function, *args)
 
 
 # Calls measured below this many seconds (for inputs of their size) run inline.

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from . import batching
 from .errors import CoreError, ModelLoadError, ModelNotFound, ModelNotReady
 from .model import Model
+from .model_context import model_context
 from .repository.implementation import resolve_implementation
 from .settings import ModelSettings
 from .types import State
@@ -103,7 +104,8 @@ class ModelRegistry:
             try:
                 async with self._loading:
                     new_model = model or self._build(settings)
-                    loaded = await new_model.load()
+                    with model_context(new_model):
+                        loaded = await new_model.load()
                 if loaded is False:
                     raise ModelLoadError("load() returned False")
                 if not isinstance(new_model, WorkerModel):  # batching runs in its workers

@@ -13,14 +13,15 @@ from collections.abc import Iterator, Sequence
 import uvicorn
 
 from . import executor
-from .dataplane import DataPlane
 from .grpc.server import GRPCServer
 from .model import Model
+from .observability import Observability
 from .registry import ModelRegistry
 from .rest.app import create_app
 from .rest.fast_infer import FastInferApp
 from .settings import Settings
 from .workers.pool import WorkerPools
+from .workers.process import exit_listeners
 
 logger = logging.getLogger(__name__)
 
@@ -54,9 +55,11 @@ class Server:
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or Settings()
         executor.configure(inline_budget=self.settings.inline_predict_budget)
+        # Before the workers start: they inherit the metrics folder's location.
+        self.observability = Observability(self.settings)
         self.workers = WorkerPools(self.settings)
         self.registry = ModelRegistry(self.workers.build)
-        self.dataplane = DataPlane(self.settings, self.registry)
+        self.dataplane = self.observability.dataplane(self.registry)
         self.app = create_app(self.settings, self.dataplane)
         self._http: uvicorn.Server | None = None
         self._grpc: GRPCServer | None = None
@@ -67,8 +70,9 @@ class Server:
         a signal both stop taking calls, finish the running ones, then the
         models unload."""
         settings = self.settings
+        rest_app = FastInferApp(self.app, self.dataplane, settings.max_request_body_size)
         config = uvicorn.Config(
-            FastInferApp(self.app, self.dataplane, settings.max_request_body_size),
+            self.observability.rest_app(rest_app, self.app),
             host=settings.host,
             port=settings.http_port,
             log_level=settings.log_level.lower(),
@@ -77,9 +81,13 @@ class Server:
             lifespan="off",
         )
         self._http = _HTTPServer(config)
-        self._grpc = GRPCServer(settings, self.dataplane)
+        self._grpc = GRPCServer(settings, self.dataplane, self.observability.grpc_interceptors())
+        metrics = self.observability.metrics_server(self.workers)
+        if metrics is not None:
+            await metrics.start()
         await self._grpc.start()
         serving = asyncio.create_task(self._http.serve())
+        exit_listeners.append(self.observability.worker_exited)
         try:
             await self.workers.start()
             await self._load(models)
@@ -91,6 +99,10 @@ class Server:
             await self._grpc.stop()
             await self.registry.unload_all()
             await self.workers.stop()
+            exit_listeners.remove(self.observability.worker_exited)
+            if metrics is not None:
+                await metrics.stop()
+            self.observability.shutdown()
 
     def run(self, models: Sequence[Model] = ()) -> None:
         """`start` on uvloop when it is installed (it is, with uvicorn[standard])."""

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import orjson
-from pydantic import Field, PrivateAttr, ValidationError, model_validator
+from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .errors import ConfigurationError
@@ -30,7 +30,15 @@ class Settings(BaseSettings):
     http_port: int = 8080
     grpc_port: int = 8081
     metrics_port: int = 8082
+    # Path of the Prometheus endpoint on metrics_port; None (or "") turns
+    # metrics off altogether.
     metrics_endpoint: str | None = "/metrics"
+    # With worker processes, where every process writes its metrics for the
+    # server process to add up (prometheus_client's multiprocess mode);
+    # emptied of metric files at start. None: a temporary folder.
+    metrics_dir: str | None = None
+    # Prefix of the REST metrics (`rest_server_requests`, ...), as MLServer's.
+    metrics_rest_server_prefix: str = "rest_server"
     # 0: models run in the server process; N: in N worker processes, the
     # server process only routes requests to them.
     parallel_workers: int = Field(default=0, ge=0)
@@ -46,12 +54,32 @@ class Settings(BaseSettings):
     # Largest gRPC message received or sent, in bytes (gRPC's own default is 4 MiB).
     grpc_max_message_length: int = 2**31 - 1
     log_level: str = "INFO"
+    # A logging configuration: a file (.json, .yaml/.yml: dictConfig; .ini,
+    # .conf: fileConfig) or a dictConfig dict. Replaces core's own.
+    logging_settings: str | dict[str, Any] | None = None
+    # "json": one JSON object per log line.
+    log_format: Literal["text", "json"] = "text"
     # Framework calls measured faster than this (seconds) run on the event
     # loop instead of a thread (see core.executor.BlockingCalls); 0: always a thread.
     inline_predict_budget: float = 0.001
     # uvicorn access log lines, one per request (off: they cost throughput).
     access_log: bool = False
+    # uvicorn's access line: %(client_addr)s, %(request_line)s, %(status_code)s
+    # and the usual logging fields. None: uvicorn's own.
+    access_log_format: str | None = None
+    # One log line per inference request with its model, version and the
+    # time of each step.
+    enable_latency_logging: bool = False
+    # OpenTelemetry traces (needs `core[tracing]`). None: on when
+    # OTEL_TRACES_EXPORTER is set to an exporter (not "none").
+    tracing_enabled: bool | None = None
     root_path: str = ""
+
+    @field_validator("metrics_endpoint")
+    @classmethod
+    def _empty_endpoint_is_none(cls, value: str | None) -> str | None:
+        # An environment variable cannot say null: an empty one turns metrics off.
+        return value or None
 
 
 class ModelParameters(BaseSettings):

@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable, Hashable
 from typing import TYPE_CHECKING
 
 from ..errors import BatchQueueFull, CoreError, InferenceError, ModelNotReady
+from ..metrics.queues import set_batch_request_queue
 from ..types import InferenceRequest, InferenceResponse
 from .merge import batch_key, merge_requests, split_response
 
@@ -88,7 +89,7 @@ class Batcher:
             queue = self._queues[key] = deque()
         pending = _Pending(payload, self._loop.create_future(), self._loop.time())
         queue.append(pending)
-        self._size += 1
+        self._resize(1)
         if self._size == 1 or len(queue) >= self.max_batch_size:
             self._wake()
         return await pending.future
@@ -124,18 +125,25 @@ class Batcher:
                 for pending in queue:
                     _fail(pending.future, ModelNotReady(f"model '{self.model_name}' is unloading"))
             self._queues.clear()
-            self._size = 0
+            self._resize(-self._size)
 
     def _take(self, key: Hashable, queue: deque[_Pending]) -> list[_Pending]:
         batch: list[_Pending] = []
+        skipped = 0
         while queue and len(batch) < self.max_batch_size:
             pending = queue.popleft()
-            self._size -= 1
             if not pending.future.done():  # done: its caller went away
                 batch.append(pending)
+            else:
+                skipped += 1
         if not queue:
             del self._queues[key]
+        self._resize(-(len(batch) + skipped))
         return batch
+
+    def _resize(self, change: int) -> None:
+        self._size += change
+        set_batch_request_queue(self.model_name, self.model_version, self._size)
 
     async def _execute(self, key: Hashable, batch: list[_Pending]) -> None:
         payloads = [pending.payload for pending in batch]

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import logging
 import sys
 from pathlib import Path
 
 from ..errors import ConfigurationError
+from ..logs import configure_logging
 from ..plugins.manager import get_plugin_manager
 from ..settings import SETTINGS_FILENAME, Settings, build_settings, load_settings_file
 from ..version import __version__
@@ -20,6 +20,7 @@ _OVERRIDES = {
     "grpc_port": "grpc_port",
     "metrics_port": "metrics_port",
     "log_level": "log_level",
+    "log_format": "log_format",
     "parallel_workers": "parallel_workers",
 }
 
@@ -41,6 +42,7 @@ def _parser() -> argparse.ArgumentParser:
     start.add_argument(
         "--log-level", type=str.upper, choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
     )
+    start.add_argument("--log-format", choices=["text", "json"], help="log lines as text or JSON objects")
 
     commands.add_parser("plugins", help="list discovered plugins and what each provides")
     return parser
@@ -72,13 +74,10 @@ def _start(args: argparse.Namespace) -> int:
     }
     try:
         settings = load_server_settings(args.folder, overrides)
+        configure_logging(settings)
     except ConfigurationError as error:
         print(f"core: {error.message}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s [%(levelname)s] %(name)s: %(message)s",
-    )
     with contextlib.suppress(KeyboardInterrupt):
         Server(settings).run()
     return 0

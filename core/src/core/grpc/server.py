@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import grpc
@@ -63,9 +64,16 @@ def _reflection_pool() -> Any:
 
 
 class GRPCServer:
-    def __init__(self, settings: Settings, dataplane: DataPlane) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        dataplane: DataPlane,
+        interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+    ) -> None:
         self.settings = settings
         self.dataplane = dataplane
+        # Metrics and tracing (see core.observability); none when both are off.
+        self.interceptors = list(interceptors)
         self._server: grpc.aio.Server | None = None
         self._health: ReadinessHealth | None = None
         self._follow: asyncio.Task[None] | None = None
@@ -74,10 +82,11 @@ class GRPCServer:
         """Bind and serve; raises if the port cannot be bound."""
         limit = self.settings.grpc_max_message_length
         server = grpc.aio.server(
+            interceptors=self.interceptors or None,
             options=[
                 ("grpc.max_receive_message_length", limit),
                 ("grpc.max_send_message_length", limit),
-            ]
+            ],
         )
         server.add_generic_rpc_handlers((method_handlers(InferenceServicer(self.dataplane)),))
         self._health = ReadinessHealth(self.dataplane)

@@ -10,7 +10,7 @@ import os
 import signal
 import socket
 import subprocess
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from ..errors import CoreError
@@ -24,6 +24,10 @@ _Waiter = asyncio.Future[Any] | asyncio.Queue[Any]
 
 # A worker that has not said it is ready after this long is killed and replaced.
 START_TIMEOUT = 120.0
+
+# Called with the pid of every worker process that exits, of any pool, once
+# it is gone (the metrics fold the files it wrote).
+exit_listeners: list[Callable[[int], None]] = []
 
 
 class WorkerUnavailable(CoreError):
@@ -88,6 +92,11 @@ class WorkerProcess:
         assert self.process is not None
         code = await self.process.wait()
         self.ready = False
+        for listener in exit_listeners:
+            try:
+                listener(self.process.pid)
+            except Exception:
+                logger.exception("an exit listener failed for %s", self.describe())
         if self._protocol is not None:
             self._protocol.close()
         how = f"killed by signal {-code}" if code < 0 else f"exit code {code}"

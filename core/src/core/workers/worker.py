@@ -12,13 +12,16 @@ import logging
 import os
 import signal
 import socket
+from collections.abc import Awaitable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from .. import batching, executor
-from ..dataplane import DataPlane
 from ..errors import CoreError, ModelLoadError, ModelNotReady
+from ..logs import configure_logging
 from ..model import Model
+from ..model_context import model_context
+from ..observability import Observability
 from ..registry import ModelEntry
 from ..repository.implementation import resolve_implementation
 from ..settings import ModelSettings, Settings
@@ -26,6 +29,8 @@ from . import protocol
 from .protocol import FramedProtocol
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 # The instance the current call is for: the server has already resolved the
 # model's name and version to it, so the worker's dataplane looks no further.
@@ -59,9 +64,13 @@ def settings_from_message(values: dict[str, Any], source: str | None) -> ModelSe
 
 
 class Worker:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, observability: Observability | None = None) -> None:
         self.models = WorkerModels()
-        self.dataplane = DataPlane(settings, self.models)  # type: ignore[arg-type]
+        self.observability = observability or Observability(settings, worker=True)
+        self.dataplane = self.observability.dataplane(self.models)  # type: ignore[arg-type]
+        # Times the whole handling of REST and gRPC infer requests (None when
+        # neither metrics nor latency logging are on).
+        self._measure = self.observability.request_entry()
         self._loading = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
         self._connection: FramedProtocol | None = None
@@ -103,13 +112,13 @@ class Worker:
             _target.set(uid)
             from ..rest.fast_infer import respond_infer
 
-            return await respond_infer(self.dataplane, self._name(uid), None, headers, body)
+            return await self._infer(respond_infer(self.dataplane, self._name(uid), None, headers, body))
         if kind == protocol.INFER_GRPC:
             uid, headers, data = args
             _target.set(uid)
             from ..grpc.servicer import infer_message
 
-            return await infer_message(self.dataplane, data, headers)
+            return await self._infer(infer_message(self.dataplane, data, headers))
         if kind == protocol.CALL:
             uid, method, call_args = args
             _target.set(uid)
@@ -121,6 +130,9 @@ class Worker:
             await self._unload(*args)
             return None
         raise CoreError(f"unknown worker call '{kind}'")
+
+    def _infer(self, call: Awaitable[T]) -> Awaitable[T]:
+        return call if self._measure is None else self._measure(call)
 
     def _name(self, uid: str) -> str:
         return self.models.get(uid).name
@@ -147,7 +159,8 @@ class Worker:
         try:
             async with self._loading:
                 model = resolve_implementation(settings)(settings)
-                loaded = await model.load()
+                with model_context(model):
+                    loaded = await model.load()
         except CoreError:
             raise
         except Exception as error:
@@ -178,7 +191,10 @@ async def serve(fd: int, settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     await loop.create_unix_connection(lambda: connection, sock=socket.socket(fileno=fd))
     connection.send((0, protocol.OK, os.getpid()))  # ready
-    await worker.closed.wait()
+    try:
+        await worker.closed.wait()
+    finally:
+        worker.observability.shutdown()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -188,10 +204,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--settings", default="{}")
     options = parser.parse_args(argv)
     settings = Settings.model_validate_json(options.settings)
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format=f"%(asctime)s [worker {options.index}] %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(settings, worker=options.index)
     # Ctrl-C (and, under some supervisors, SIGTERM) reaches the whole process
     # group: the server decides when workers stop, closing their connection
     # once the requests in flight are done. A worker whose server is gone

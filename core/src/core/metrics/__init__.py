@@ -1,0 +1,13 @@
+"""Prometheus metrics: what core records (see `families`), the endpoint that
+exposes them (`server`), and the API runtimes record their own with:
+
+- `register(name, description, kind="histogram")` and `log(**values)`
+  (also `core.register` and `core.log`): see `custom`.
+- `set_batch_request_queue(model_name, model_version, size)`: for the
+  adaptive batcher, see `queues`.
+"""
+
+from .custom import MetricKind, log, register
+from .queues import set_batch_request_queue
+
+__all__ = ["MetricKind", "log", "register", "set_batch_request_queue"]
