@@ -5,24 +5,34 @@ scikit-learn, XGBoost and LightGBM runtimes are."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
 from .codecs import NumpyCodec, NumpyRequestCodec
 from .errors import BadRequest
-from .executor import BlockingCalls
+from .executor import BlockingCalls, run_in_thread
 from .model import Model
+from .storage import get_model_uri
 from .types import InferenceRequest, InferenceResponse, RequestOutput
 
 Method = Callable[[Any], Any]
+# What `load_methods` returns: the outputs' methods, the first being the
+# default output; and, per output name, why an output a user may expect is
+# not there ("a regressor has no class probabilities").
+Methods = tuple[Mapping[str, Method], Mapping[str, str]]
 
 
 class EstimatorModel(Model):
     """A runtime that answers each requested output by calling the method of
     that name on its decoded input.
 
-    `load()` loads the artifact and calls `serve_methods`. `predict` then:
+    A subclass names its `wellknown_artifacts` and implements `load_methods`:
+    `load()` finds the artifact (`parameters.uri`, or the first well-known
+    name next to model-settings.json), runs `load_methods(path)` in a thread
+    and serves what it returns (a subclass with other needs may override
+    `load()` and call `serve_methods` itself). `predict` then:
     decodes the request (`np` by default: one input, one array; or the request's
     or the settings' content type, such as `pd`); answers a `400` naming the
     available outputs for an output that is not one of them; calls every
@@ -37,6 +47,19 @@ class EstimatorModel(Model):
 
     # Exceptions of the framework that mean "bad input": a 400, not a 500.
     input_errors: ClassVar[tuple[type[Exception], ...]] = (ValueError,)
+    # File names looked for when parameters.uri names no file.
+    wellknown_artifacts: ClassVar[tuple[str, ...]] = ()
+
+    async def load(self) -> bool:
+        path = get_model_uri(self.settings, self.wellknown_artifacts)
+        methods, missing = await run_in_thread(self.load_methods, path)
+        self.serve_methods(methods, missing)
+        return True
+
+    def load_methods(self, path: Path) -> Methods:
+        """Load the artifact at `path` (in a thread): its outputs' methods,
+        the first being the default output, and why outputs are missing."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement load_methods")
 
     def serve_methods(self, methods: Mapping[str, Method], missing: Mapping[str, str] | None = None) -> None:
         """Serve `methods` as outputs, the first being the default one.

@@ -5,14 +5,16 @@ request over every transport, check that a slow request does not stall it.
     with ServerProcess(model_folder) as server:
         httpx.post(f"{server.url}/v2/models/m/infer", json=...)
         outputs = infer_every_way(server, "m", features, ["predict"])
+        check_outputs(server, "m", features, {"predict": expected})
 
-`infer_every_way` and `check_live_during` need httpx and tritonclient[http,grpc]
-(test dependencies, not the core's).
+`infer_every_way`, `check_outputs` and `check_live_during` need httpx and
+tritonclient[http,grpc] (test dependencies, not the core's).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -21,7 +23,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -112,6 +114,25 @@ class ServerProcess:
         self.stop()
 
 
+def json_request(
+    features: np.ndarray, outputs: Sequence[str] = (), input_name: str = "input-0"
+) -> dict[str, Any]:
+    """An OIP JSON request body with `features` as its one input, asking for
+    `outputs` (none: the model's default)."""
+    from tritonclient.utils import np_to_triton_dtype
+
+    tensor = {
+        "name": input_name,
+        "shape": list(features.shape),
+        "datatype": np_to_triton_dtype(features.dtype),
+        "data": features.ravel().tolist(),
+    }
+    body: dict[str, Any] = {"inputs": [tensor]}
+    if outputs:
+        body["outputs"] = [{"name": name} for name in outputs]
+    return body
+
+
 def infer_every_way(
     server: ServerProcess,
     model: str,
@@ -129,18 +150,7 @@ def infer_every_way(
     from tritonclient.utils import np_to_triton_dtype
 
     datatype = np_to_triton_dtype(features.dtype)
-    body: dict[str, Any] = {
-        "inputs": [
-            {
-                "name": input_name,
-                "shape": list(features.shape),
-                "datatype": datatype,
-                "data": features.ravel().tolist(),
-            }
-        ]
-    }
-    if outputs:
-        body["outputs"] = [{"name": name} for name in outputs]
+    body = json_request(features, outputs, input_name)
     response = httpx.post(f"{server.url}/v2/models/{model}/infer", json=body, timeout=60)
     assert response.status_code == 200, response.text
     answers = {
@@ -170,6 +180,36 @@ def infer_every_way(
         )
     answers["grpc"] = {output.name: reply.as_numpy(output.name) for output in reply.get_response().outputs}
     return answers
+
+
+def check_outputs(
+    server: ServerProcess,
+    model: str,
+    features: np.ndarray,
+    expected: Mapping[str, np.ndarray],
+    default: bool = False,
+    rtol: float = 1e-6,
+) -> None:
+    """Over every transport (`infer_every_way`), the model answers exactly
+    the outputs of `expected`, with those values: asked for by name, or,
+    with `default`, without naming any (the model's default outputs)."""
+    answers = infer_every_way(server, model, features, [] if default else list(expected))
+    for transport, outputs in answers.items():
+        assert list(outputs) == list(expected), (transport, list(outputs))
+        for name, values in expected.items():
+            assert outputs[name].shape == np.shape(values), (transport, name, outputs[name].shape)
+            np.testing.assert_allclose(outputs[name], values, rtol=rtol, err_msg=f"{transport}: {name}")
+
+
+def readme_examples(readme: Path) -> dict[str, str]:
+    """The two JSON examples of a runtime's README.md, verbatim: the
+    model-settings.json (the ```json block with "implementation") and the
+    request (the one with "inputs"), to serve and send in a test."""
+    blocks = re.findall(r"```json\n(.*?)```", readme.read_text(), flags=re.DOTALL)
+    settings = [block for block in blocks if '"implementation"' in block]
+    requests = [block for block in blocks if '"inputs"' in block]
+    assert len(settings) == 1 and len(requests) == 1, f"{readme}: examples changed: {blocks}"
+    return {"settings": settings[0], "request": requests[0]}
 
 
 def check_live_during(server: ServerProcess, model: str, body: bytes, checks: int = 5) -> Any:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import pickle
-import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ import pandas as pd
 import pytest
 from sklearn.datasets import load_breast_cancer, load_diabetes, load_iris
 
-from core.testing import ServerProcess
+from core.testing import ServerProcess, readme_examples
 
 FRAME_COLUMNS = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 QUIET = {"verbose": -1}
@@ -103,13 +102,7 @@ def model_folder(tmp_path_factory: pytest.TempPathFactory, models: dict[str, Any
 
 
 def readme_snippets() -> dict[str, str]:
-    """The JSON examples of the plugin's README: a model-settings.json and a request."""
-    readme = (Path(__file__).parents[1] / "README.md").read_text()
-    blocks = re.findall(r"```json\n(.*?)```", readme, flags=re.DOTALL)
-    settings = [block for block in blocks if '"implementation"' in block]
-    requests = [block for block in blocks if '"inputs"' in block]
-    assert len(settings) == 1 and len(requests) == 1, f"README.md examples changed: {blocks}"
-    return {"settings": settings[0], "request": requests[0]}
+    return readme_examples(Path(__file__).parents[1] / "README.md")
 
 
 @pytest.fixture(scope="session")

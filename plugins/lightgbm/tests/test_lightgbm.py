@@ -12,9 +12,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.testing import ServerProcess, check_live_during, infer_every_way
+from core.testing import ServerProcess, check_live_during, check_outputs, json_request
 
 Data = dict[str, tuple[np.ndarray, np.ndarray]]
+
+# How close the served probabilities and values are to the framework's own
+# (the server runs the same code on the same float32 array).
+RTOL = 1e-12
 
 # Which data set each model was trained on.
 TRAINED_ON = {
@@ -45,10 +49,9 @@ def test_booster_predict_is_booster_predict(
     server: ServerProcess, models: dict[str, Any], data: Data, model: str
 ) -> None:
     features = sample(data, model)
-    expected = models[model].predict(features)
-    for transport, outputs in infer_every_way(server, model, features).items():
-        assert list(outputs) == ["predict"], transport
-        np.testing.assert_allclose(outputs["predict"], expected, rtol=1e-12, err_msg=transport)
+    check_outputs(
+        server, model, features, {"predict": models[model].predict(features)}, default=True, rtol=RTOL
+    )
 
 
 @pytest.mark.parametrize("model", ["classifier", "binary"])
@@ -57,23 +60,17 @@ def test_classifier_predict_and_predict_proba(
 ) -> None:
     features = sample(data, model)
     estimator = models[model]
-    default = infer_every_way(server, model, features)
-    both = infer_every_way(server, model, features, ["predict", "predict_proba"])
-    for transport in default:
-        assert list(default[transport]) == ["predict"], transport
-        np.testing.assert_array_equal(default[transport]["predict"], estimator.predict(features))
-        np.testing.assert_array_equal(both[transport]["predict"], estimator.predict(features))
-        np.testing.assert_allclose(
-            both[transport]["predict_proba"], estimator.predict_proba(features), rtol=1e-12, err_msg=transport
-        )
-        assert both[transport]["predict_proba"].shape == (len(features), estimator.n_classes_)
+    labels, probabilities = estimator.predict(features), estimator.predict_proba(features)
+    assert probabilities.shape == (len(features), estimator.n_classes_)
+    check_outputs(server, model, features, {"predict": labels}, default=True)
+    check_outputs(server, model, features, {"predict": labels, "predict_proba": probabilities}, rtol=RTOL)
 
 
 def test_regressor_predict(server: ServerProcess, models: dict[str, Any], data: Data) -> None:
     features = sample(data, "regressor")
-    expected = models["regressor"].predict(features)
-    for transport, outputs in infer_every_way(server, "regressor", features).items():
-        np.testing.assert_allclose(outputs["predict"], expected, rtol=1e-12, err_msg=transport)
+    check_outputs(
+        server, "regressor", features, {"predict": models["regressor"].predict(features)}, rtol=RTOL
+    )
 
 
 @pytest.mark.parametrize(
@@ -86,18 +83,7 @@ def test_regressor_predict(server: ServerProcess, models: dict[str, Any], data: 
 def test_predict_proba_without_classes_is_a_400(
     client: httpx.Client, data: Data, model: str, reason: str
 ) -> None:
-    features = sample(data, model)
-    body = {
-        "inputs": [
-            {
-                "name": "x",
-                "shape": list(features.shape),
-                "datatype": "FP32",
-                "data": features.ravel().tolist(),
-            }
-        ],
-        "outputs": [{"name": "predict_proba"}],
-    }
+    body = json_request(sample(data, model), ["predict_proba"])
     response = client.post(f"/v2/models/{model}/infer", json=body)
     assert response.status_code == 400, response.text
     error = response.json()["error"]
@@ -145,7 +131,7 @@ def test_dataframe_request(
     np.testing.assert_allclose(
         np.reshape(outputs["predict_proba"]["data"], outputs["predict_proba"]["shape"]),
         estimator.predict_proba(frame),
-        rtol=1e-12,
+        rtol=RTOL,
     )
 
 
@@ -163,7 +149,7 @@ def test_readme_example(client: httpx.Client, models: dict[str, Any], readme: di
     np.testing.assert_allclose(
         np.reshape(outputs["predict_proba"]["data"], outputs["predict_proba"]["shape"]),
         models["classifier"].predict_proba(features),
-        rtol=1e-12,
+        rtol=RTOL,
     )
 
 

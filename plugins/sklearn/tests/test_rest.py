@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_diabetes
 
-from core.testing import ServerProcess, check_live_during
+from core.testing import ServerProcess, check_live_during, check_outputs
 
 Infer = Callable[..., httpx.Response]
 Decode = Callable[[httpx.Response], dict[str, np.ndarray]]
@@ -61,6 +61,17 @@ def test_predict_is_the_default_output(
     assert list(outputs) == ["predict"]
     expected = estimators[model].predict(features)
     np.testing.assert_array_equal(outputs["predict"].ravel(), expected)
+
+
+@pytest.mark.parametrize("model", ["logreg", "pipeline"])
+def test_every_transport_answers_what_scikit_learn_answers(
+    server: ServerProcess, estimators: dict[str, Any], features: np.ndarray, model: str
+) -> None:
+    """REST JSON, REST binary tensors (tritonclient.http) and gRPC (tritonclient.grpc)."""
+    rows = features.astype(np.float32)
+    estimator = estimators[model]
+    expected = {"predict": estimator.predict(rows), "predict_proba": estimator.predict_proba(rows)}
+    check_outputs(server, model, rows, expected)
 
 
 def test_predict_of_a_regressor(

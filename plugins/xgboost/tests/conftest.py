@@ -5,7 +5,6 @@ real `core start` subprocess for the whole test module."""
 from __future__ import annotations
 
 import json
-import re
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +17,7 @@ import pytest
 import xgboost as xgb
 from sklearn.datasets import load_breast_cancer, load_diabetes, load_iris
 
-from core.testing import ServerProcess
+from core.testing import ServerProcess, readme_examples
 
 FRAME_COLUMNS = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 
@@ -85,7 +84,7 @@ def model_folder(tmp_path_factory: pytest.TempPathFactory, models: dict[str, Any
         artifact.parent.mkdir(parents=True, exist_ok=True)
         with warnings.catch_warnings():
             # XGBoost 3 warns that it writes .bst files as UBJSON: the file users have.
-            warnings.filterwarnings("ignore", "Saving model in the UBJSON format", UserWarning)
+            warnings.filterwarnings("ignore", ".*Saving model in the UBJSON format", UserWarning)
             models["frame" if name == "frame-pd" else name].save_model(artifact)
     # The model-settings.json shown in the plugin's README, verbatim.
     (root / "readme").mkdir()
@@ -95,13 +94,7 @@ def model_folder(tmp_path_factory: pytest.TempPathFactory, models: dict[str, Any
 
 
 def readme_snippets() -> dict[str, str]:
-    """The JSON examples of the plugin's README: a model-settings.json and a request."""
-    readme = (Path(__file__).parents[1] / "README.md").read_text()
-    blocks = re.findall(r"```json\n(.*?)```", readme, flags=re.DOTALL)
-    settings = [block for block in blocks if '"implementation"' in block]
-    requests = [block for block in blocks if '"inputs"' in block]
-    assert len(settings) == 1 and len(requests) == 1, f"README.md examples changed: {blocks}"
-    return {"settings": settings[0], "request": requests[0]}
+    return readme_examples(Path(__file__).parents[1] / "README.md")
 
 
 @pytest.fixture(scope="session")

@@ -13,9 +13,13 @@ import pandas as pd
 import pytest
 import xgboost as xgb
 
-from core.testing import ServerProcess, check_live_during, infer_every_way
+from core.testing import ServerProcess, check_live_during, check_outputs, json_request
 
 Data = dict[str, tuple[np.ndarray, np.ndarray]]
+
+# How close the served probabilities and values are to the framework's own
+# (the server runs the same code on the same float32 array).
+RTOL = 1e-6
 
 # Which data set each model was trained on.
 TRAINED_ON = {
@@ -49,10 +53,14 @@ def test_booster_predict_is_booster_predict(
     server: ServerProcess, models: dict[str, Any], data: Data, model: str
 ) -> None:
     features = sample(data, model)
-    expected = booster_predict(models[model], features)
-    for transport, outputs in infer_every_way(server, model, features).items():
-        assert list(outputs) == ["predict"], transport
-        np.testing.assert_allclose(outputs["predict"], expected, rtol=1e-6, err_msg=transport)
+    check_outputs(
+        server,
+        model,
+        features,
+        {"predict": booster_predict(models[model], features)},
+        default=True,
+        rtol=RTOL,
+    )
 
 
 @pytest.mark.parametrize("model", ["classifier", "binary"])
@@ -61,23 +69,17 @@ def test_classifier_predict_and_predict_proba(
 ) -> None:
     features = sample(data, model)
     estimator = models[model]
-    default = infer_every_way(server, model, features)
-    both = infer_every_way(server, model, features, ["predict", "predict_proba"])
-    for transport in default:
-        assert list(default[transport]) == ["predict"], transport
-        np.testing.assert_array_equal(default[transport]["predict"], estimator.predict(features))
-        np.testing.assert_array_equal(both[transport]["predict"], estimator.predict(features))
-        np.testing.assert_allclose(
-            both[transport]["predict_proba"], estimator.predict_proba(features), rtol=1e-6, err_msg=transport
-        )
-        assert both[transport]["predict_proba"].shape == (len(features), estimator.n_classes_)
+    labels, probabilities = estimator.predict(features), estimator.predict_proba(features)
+    assert probabilities.shape == (len(features), estimator.n_classes_)
+    check_outputs(server, model, features, {"predict": labels}, default=True)
+    check_outputs(server, model, features, {"predict": labels, "predict_proba": probabilities}, rtol=RTOL)
 
 
 def test_regressor_predict(server: ServerProcess, models: dict[str, Any], data: Data) -> None:
     features = sample(data, "regressor")
-    expected = models["regressor"].predict(features)
-    for transport, outputs in infer_every_way(server, "regressor", features).items():
-        np.testing.assert_allclose(outputs["predict"], expected, rtol=1e-6, err_msg=transport)
+    check_outputs(
+        server, "regressor", features, {"predict": models["regressor"].predict(features)}, rtol=RTOL
+    )
 
 
 @pytest.mark.parametrize(
@@ -90,18 +92,7 @@ def test_regressor_predict(server: ServerProcess, models: dict[str, Any], data: 
 def test_predict_proba_without_classes_is_a_400(
     client: httpx.Client, data: Data, model: str, reason: str
 ) -> None:
-    features = sample(data, model)
-    body = {
-        "inputs": [
-            {
-                "name": "x",
-                "shape": list(features.shape),
-                "datatype": "FP32",
-                "data": features.ravel().tolist(),
-            }
-        ],
-        "outputs": [{"name": "predict_proba"}],
-    }
+    body = json_request(sample(data, model), ["predict_proba"])
     response = client.post(f"/v2/models/{model}/infer", json=body)
     assert response.status_code == 400, response.text
     error = response.json()["error"]
@@ -110,18 +101,7 @@ def test_predict_proba_without_classes_is_a_400(
 
 
 def test_unknown_output_is_a_400_naming_the_available_ones(client: httpx.Client, data: Data) -> None:
-    features = sample(data, "classifier")
-    body = {
-        "inputs": [
-            {
-                "name": "x",
-                "shape": list(features.shape),
-                "datatype": "FP32",
-                "data": features.ravel().tolist(),
-            }
-        ],
-        "outputs": [{"name": "predict"}, {"name": "apply"}],
-    }
+    body = json_request(sample(data, "classifier"), ["predict", "apply"])
     response = client.post("/v2/models/classifier/infer", json=body)
     assert response.status_code == 400, response.text
     assert response.json()["error"] == (
@@ -163,7 +143,7 @@ def test_dataframe_request(
     np.testing.assert_allclose(
         np.reshape(outputs["predict_proba"]["data"], outputs["predict_proba"]["shape"]),
         estimator.predict_proba(frame),
-        rtol=1e-6,
+        rtol=RTOL,
     )
 
 
@@ -188,7 +168,7 @@ def test_readme_example(client: httpx.Client, models: dict[str, Any], readme: di
     np.testing.assert_allclose(
         np.reshape(outputs["predict_proba"]["data"], outputs["predict_proba"]["shape"]),
         models["classifier"].predict_proba(features),
-        rtol=1e-6,
+        rtol=RTOL,
     )
 
 

@@ -10,14 +10,10 @@ from typing import Any
 import joblib
 import lightgbm as lgb
 
-from core import run_in_thread
-from core.estimator import EstimatorModel, Method
+from core.estimator import EstimatorModel, Methods
 from core.repository import read_head
-from core.storage import get_model_uri
 
 from .plugin import is_text_model
-
-WELLKNOWN_ARTIFACTS = ("model.txt", "model.bst", "model.joblib", "model.pkl", "model.pickle")
 
 NO_PROBA_BOOSTER = (
     "the model is a LightGBM Booster: 'predict' is what Booster.predict returns, "
@@ -32,21 +28,20 @@ class LightGBMModel(EstimatorModel):
     # LightGBMError: a Booster's complaint about its input (wrong number of features).
     input_errors = (ValueError, lgb.basic.LightGBMError)
 
-    async def load(self) -> bool:
-        path = get_model_uri(self.settings, WELLKNOWN_ARTIFACTS)
-        methods, missing = await run_in_thread(_load, path)
-        self.serve_methods(methods, missing)
-        return True
+    wellknown_artifacts = ("model.txt", "model.bst", "model.joblib", "model.pkl", "model.pickle")
 
-
-def _load(path: Path) -> tuple[dict[str, Method], dict[str, str]]:
-    # By content, not by name: parameters.uri may name the file anything.
-    model: Any = lgb.Booster(model_file=path) if is_text_model(read_head(path, 64)) else joblib.load(path)
-    if isinstance(model, lgb.Booster):
-        return {"predict": model.predict}, {"predict_proba": NO_PROBA_BOOSTER}
-    if isinstance(model, lgb.LGBMClassifier):
-        return {"predict": model.predict, "predict_proba": model.predict_proba}, {}
-    if isinstance(model, lgb.LGBMModel):
-        kind = "ranker" if isinstance(model, lgb.LGBMRanker) else "regressor"
-        return {"predict": model.predict}, {"predict_proba": f"a LightGBM {kind} has no class probabilities"}
-    raise TypeError(f"{path} holds a {type(model).__module__}.{type(model).__name__}, not a LightGBM model")
+    def load_methods(self, path: Path) -> Methods:
+        # By content, not by name: parameters.uri may name the file anything.
+        model: Any = lgb.Booster(model_file=path) if is_text_model(read_head(path, 64)) else joblib.load(path)
+        if isinstance(model, lgb.Booster):
+            return {"predict": model.predict}, {"predict_proba": NO_PROBA_BOOSTER}
+        if isinstance(model, lgb.LGBMClassifier):
+            return {"predict": model.predict, "predict_proba": model.predict_proba}, {}
+        if isinstance(model, lgb.LGBMModel):
+            kind = "ranker" if isinstance(model, lgb.LGBMRanker) else "regressor"
+            return {"predict": model.predict}, {
+                "predict_proba": f"a LightGBM {kind} has no class probabilities"
+            }
+        raise TypeError(
+            f"{path} holds a {type(model).__module__}.{type(model).__name__}, not a LightGBM model"
+        )

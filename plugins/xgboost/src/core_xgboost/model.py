@@ -9,11 +9,7 @@ from typing import Any
 
 import xgboost as xgb
 
-from core import run_in_thread
-from core.estimator import EstimatorModel, Method
-from core.storage import get_model_uri
-
-WELLKNOWN_ARTIFACTS = ("model.json", "model.ubj", "model.bst")
+from core.estimator import EstimatorModel, Method, Methods
 
 # `_estimator_type` that XGBoost's scikit-learn API saves with the model.
 WRAPPERS: dict[str, type[xgb.XGBModel]] = {
@@ -32,27 +28,24 @@ class XGBoostModel(EstimatorModel):
     """Outputs `predict` by default; `predict_proba` on request for classifiers
     saved from `XGBClassifier`."""
 
-    async def load(self) -> bool:
-        path = get_model_uri(self.settings, WELLKNOWN_ARTIFACTS)
-        methods, missing = await run_in_thread(_load, path)
-        self.serve_methods(methods, missing)
-        return True
+    wellknown_artifacts = ("model.json", "model.ubj", "model.bst")
 
-
-def _load(path: Path) -> tuple[dict[str, Method], dict[str, str]]:
-    booster = xgb.Booster(model_file=str(path))
-    kind = json.loads(booster.attr("scikit_learn") or "{}").get("_estimator_type")
-    wrapper = WRAPPERS.get(kind) if isinstance(kind, str) else None
-    if wrapper is None:
-        return {"predict": _booster_predict(booster)}, {"predict_proba": NO_PROBA_BOOSTER}
-    # The scikit-learn API's own predict and predict_proba: labels and
-    # probabilities exactly as in the training process (they use
-    # inplace_predict, which reads a numpy array where it lies).
-    estimator = wrapper()
-    estimator.load_model(str(path))
-    if kind == "classifier":
-        return {"predict": estimator.predict, "predict_proba": estimator.predict_proba}, {}
-    return {"predict": estimator.predict}, {"predict_proba": f"an XGBoost {kind} has no class probabilities"}
+    def load_methods(self, path: Path) -> Methods:
+        booster = xgb.Booster(model_file=str(path))
+        kind = json.loads(booster.attr("scikit_learn") or "{}").get("_estimator_type")
+        wrapper = WRAPPERS.get(kind) if isinstance(kind, str) else None
+        if wrapper is None:
+            return {"predict": _booster_predict(booster)}, {"predict_proba": NO_PROBA_BOOSTER}
+        # The scikit-learn API's own predict and predict_proba: labels and
+        # probabilities exactly as in the training process (they use
+        # inplace_predict, which reads a numpy array where it lies).
+        estimator = wrapper()
+        estimator.load_model(str(path))
+        if kind == "classifier":
+            return {"predict": estimator.predict, "predict_proba": estimator.predict_proba}, {}
+        return {"predict": estimator.predict}, {
+            "predict_proba": f"an XGBoost {kind} has no class probabilities"
+        }
 
 
 def _booster_predict(booster: xgb.Booster) -> Method:
