@@ -13,6 +13,7 @@ tritonclient[http,grpc] (test dependencies, not the core's).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
@@ -210,6 +211,29 @@ def readme_examples(readme: Path) -> dict[str, str]:
     requests = [block for block in blocks if '"inputs"' in block]
     assert len(settings) == 1 and len(requests) == 1, f"{readme}: examples changed: {blocks}"
     return {"settings": settings[0], "request": requests[0]}
+
+
+def check_readme_example(server: ServerProcess, examples: Mapping[str, str], estimator: Any) -> None:
+    """The README's request (`readme_examples`), sent to the model its
+    model-settings.json names, answers each requested output with what the
+    estimator's method of that name returns for the request's input (read in
+    the request's datatype)."""
+    import httpx
+    from tritonclient.utils import triton_to_np_dtype
+
+    settings = json.loads(examples["settings"])
+    request = json.loads(examples["request"])
+    response = httpx.post(f"{server.url}/v2/models/{settings['name']}/infer", json=request, timeout=60)
+    assert response.status_code == 200, response.text
+    outputs = {output["name"]: output for output in response.json()["outputs"]}
+    assert list(outputs) == [output["name"] for output in request["outputs"]]
+    sent = request["inputs"][0]
+    features = np.asarray(sent["data"], dtype=triton_to_np_dtype(sent["datatype"])).reshape(sent["shape"])
+    for name, output in outputs.items():
+        expected = getattr(estimator, name)(features)
+        np.testing.assert_allclose(
+            np.reshape(output["data"], output["shape"]), expected, rtol=1e-6, err_msg=name
+        )
 
 
 def check_live_during(server: ServerProcess, model: str, body: bytes, checks: int = 5) -> Any:

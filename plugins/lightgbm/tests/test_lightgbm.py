@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.testing import ServerProcess, check_live_during, check_outputs, json_request
+from core.testing import ServerProcess, check_live_during, check_outputs, check_readme_example, json_request
 
 Data = dict[str, tuple[np.ndarray, np.ndarray]]
 
@@ -135,22 +135,9 @@ def test_dataframe_request(
     )
 
 
-def test_readme_example(client: httpx.Client, models: dict[str, Any], readme: dict[str, str]) -> None:
+def test_readme_example(server: ServerProcess, models: dict[str, Any], readme: dict[str, str]) -> None:
     """The README's model-settings.json (served verbatim) answers the README's request."""
-    settings = json.loads(readme["settings"])
-    request = json.loads(readme["request"])
-    response = client.post(f"/v2/models/{settings['name']}/infer", json=request)
-    assert response.status_code == 200, response.text
-    outputs = {output["name"]: output for output in response.json()["outputs"]}
-    assert list(outputs) == [output["name"] for output in request["outputs"]]
-    sent = request["inputs"][0]
-    features = np.asarray(sent["data"], dtype=np.float32).reshape(sent["shape"])
-    np.testing.assert_array_equal(outputs["predict"]["data"], models["classifier"].predict(features))
-    np.testing.assert_allclose(
-        np.reshape(outputs["predict_proba"]["data"], outputs["predict_proba"]["shape"]),
-        models["classifier"].predict_proba(features),
-        rtol=RTOL,
-    )
+    check_readme_example(server, readme, models["classifier"])
 
 
 def test_slow_predict_does_not_block_liveness(

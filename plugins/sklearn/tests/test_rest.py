@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_diabetes
 
-from core.testing import ServerProcess, check_live_during, check_outputs
+from core.testing import ServerProcess, check_live_during, check_outputs, check_readme_example
 
 Infer = Callable[..., httpx.Response]
 Decode = Callable[[httpx.Response], dict[str, np.ndarray]]
@@ -175,20 +175,9 @@ def test_dataframe_content_type_from_model_settings(
     np.testing.assert_array_equal(outputs["predict"].ravel(), model.predict(frame))
 
 
-def test_readme_example(
-    client: httpx.Client, decode: Decode, estimators: dict[str, Any], readme: dict[str, str]
-) -> None:
+def test_readme_example(server: ServerProcess, estimators: dict[str, Any], readme: dict[str, str]) -> None:
     """The README's model-settings.json (served verbatim) answers the README's request."""
-    settings = json.loads(readme["settings"])
-    request = json.loads(readme["request"])
-    outputs = decode(client.post(f"/v2/models/{settings['name']}/infer", json=request))
-    assert list(outputs) == [output["name"] for output in request["outputs"]]
-    sent = request["inputs"][0]
-    features = np.asarray(sent["data"], dtype=np.float32).reshape(sent["shape"])
-    np.testing.assert_array_equal(outputs["predict"].ravel(), estimators["logreg"].predict(features))
-    np.testing.assert_allclose(
-        outputs["predict_proba"], estimators["logreg"].predict_proba(features), rtol=1e-6
-    )
+    check_readme_example(server, readme, estimators["logreg"])
 
 
 def test_unknown_output_is_a_400_naming_the_available_ones(
