@@ -115,7 +115,7 @@ def test_dataframe_request(
 ) -> None:
     """`pd` from the request, or from the settings' parameters.content_type."""
     estimator = models["frame"]
-    frame = pd.DataFrame(data["iris"][0][::7], columns=estimator.feature_names_in_)
+    frame = pd.DataFrame(data["iris"][0][::7], columns=estimator.booster_.feature_name())
     body = {
         **({"parameters": parameters} if parameters else {}),
         "inputs": [

@@ -135,7 +135,7 @@ def test_dataframe_request(
 ) -> None:
     """`pd` from the request, or from the settings' parameters.content_type."""
     estimator = models["frame"]
-    frame = pd.DataFrame(data["iris"][0][::7], columns=estimator.feature_names_in_)
+    frame = pd.DataFrame(data["iris"][0][::7], columns=estimator.get_booster().feature_names)
     response = client.post(f"/v2/models/{model}/infer", json=frame_request(frame, **parameters))
     assert response.status_code == 200, response.text
     outputs = {output["name"]: output for output in response.json()["outputs"]}
