@@ -300,7 +300,7 @@ def test_environment_variables_name_the_model_and_choose_the_runtime(
     folder = tmp_path / "folder"
     folder.mkdir()
     (folder / "model.txt").write_text("not a tree model")
-    (folder / "requirements.txt").write_text("trees\n")
+    (folder / "requirements.txt").write_text("numpy\n")
     (folder / "model.pkl").write_bytes(pickle.dumps(Plain()))
     monkeypatch.setenv("CORE_MODEL_NAME", "named")
     monkeypatch.setenv("CORE_MODEL_IMPLEMENTATION", "pickles")
@@ -313,6 +313,18 @@ def test_environment_variables_name_the_model_and_choose_the_runtime(
         "pickles",
     )
     assert found.settings.parameters.content_type == "pd"
+    # The chosen runtime's recogniser narrows the files its patterns match ...
+    monkeypatch.setenv("CORE_MODEL_IMPLEMENTATION", "trees")
+    (folder / "tree.txt").write_text("tree\nversion=v4\n")
+    [chosen] = find_models(folder)
+    assert chosen.settings is not None, chosen.error
+    assert (chosen.path, chosen.settings.implementation) == (folder / "tree.txt", "trees")
+    # ... but does not overrule the user: with no file it recognises, its patterns decide.
+    (folder / "tree.txt").unlink()
+    [several] = find_models(folder)
+    assert (
+        several.error is not None and "several model artifacts (model.txt, requirements.txt)" in several.error
+    )
     # A runtime without artifact patterns (an import path): the CORE_MODEL_* model of before.
     monkeypatch.setenv("CORE_MODEL_IMPLEMENTATION", "mymodule.MyModel")
     [described] = find_models(folder)

@@ -74,9 +74,10 @@ def _read(path: Path) -> FoundModel:
 
 
 def _artifacts_in(folder: Path) -> list[Path]:
-    """The files in `folder` an installed runtime serves; with
+    """The files in `folder` an installed runtime serves. With
     CORE_MODEL_IMPLEMENTATION (`--implementation`) naming an installed
-    runtime, the files that runtime's patterns match (its choice, not ours)."""
+    runtime: the files it recognises, else those its patterns match (the
+    user chose the runtime; its recogniser only narrows the files)."""
     runtimes = get_plugin_manager().runtimes()
     implementation = os.environ.get("CORE_MODEL_IMPLEMENTATION")
     if not implementation:
@@ -84,7 +85,8 @@ def _artifacts_in(folder: Path) -> list[Path]:
     forced = next((r for r in runtimes if implementation in (r.alias, r.implementation)), None)
     if forced is None:
         return []  # a runtime without artifact patterns: the CORE_MODEL_* model
-    return [path for path in files_in(folder) if matches(forced, path.name)]
+    recognised = [detection.path for detection in detect_in_folder(folder, [forced])]
+    return recognised or [path for path in files_in(folder) if matches(forced, path.name)]
 
 
 def _from_artifact(name: str, root: Path, artifacts: list[Path]) -> FoundModel:
