@@ -247,7 +247,7 @@ def test_an_unrecognised_file_is_an_error_naming_it_and_the_runtimes(tmp_path: P
     [found] = find_models(path)
     assert found.artifact and found.settings is None and found.error is not None
     assert f"no installed runtime recognises {path}" in found.error
-    assert "pickles (*.joblib, *.pkl), fractions (*.joblib), trees (*.txt, *.bst)" in found.error
+    assert "fractions (*.joblib), pickles (*.joblib, *.pkl), trees (*.txt, *.bst)" in found.error
     assert "model-settings.json" in found.error
 
 

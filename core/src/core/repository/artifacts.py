@@ -103,7 +103,8 @@ def detect_in_folder(folder: Path, runtimes: Sequence[Runtime]) -> list[Detectio
 
 def describe_runtimes(runtimes: Sequence[Runtime]) -> str:
     """`sklearn (*.joblib, *.pkl), xgboost (...)`, for error messages."""
-    described = [f"{r.alias} ({', '.join(r.artifacts)})" for r in runtimes if r.artifacts]
+    ordered = sorted(runtimes, key=lambda runtime: runtime.alias)
+    described = [f"{r.alias} ({', '.join(r.artifacts)})" for r in ordered if r.artifacts]
     return ", ".join(described) or "none that serve artifact files"
 
 
