@@ -22,7 +22,10 @@ BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PYTHON = BIN / "python"
 STAMP = VENV / ".installed"
 
-PACKAGES = ["-e", "core[pandas,tracing]", "-e", "plugins/sklearn"]
+PACKAGES = [
+    *("-e", "core[pandas,tracing]"),
+    *("-e", "plugins/sklearn", "-e", "plugins/xgboost", "-e", "plugins/lightgbm"),
+]
 TEST_TOOLS = [
     "pytest>=8",
     "httpx>=0.27",

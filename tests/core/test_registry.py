@@ -463,7 +463,7 @@ def test_dataplane_ready_only_when_every_startup_model_is_ready(tmp_path: Path, 
     async def scenario() -> None:
         plane = dataplane(tmp_path)
         assert not plane.ready()  # the server has not started yet
-        plane.started = True
+        plane.started = True  # as Server.start sets it once its start-up models are loading
         assert plane.ready()  # nothing expected
         await plane.add_model(echo("a"))
         assert plane.ready()

@@ -1,7 +1,7 @@
-"""The packages as users get them: build the sdist and wheel of `core` and
-`core-sklearn` with `python -m build` (isolated, so the build configuration
+"""The packages as users get them: build the sdist and wheel of `core` and of
+every plugin with `python -m build` (isolated, so the build configuration
 alone must suffice), check their metadata, install the wheels into an empty
-virtualenv (dependencies from the package index), and serve a model with it."""
+virtualenv (dependencies from the package index), and serve models with it."""
 
 from __future__ import annotations
 
@@ -34,6 +34,15 @@ ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = {
     "core": (ROOT / "core", "core"),
     "core-sklearn": (ROOT / "plugins" / "sklearn", "core_sklearn"),
+    "core-xgboost": (ROOT / "plugins" / "xgboost", "core_xgboost"),
+    "core-lightgbm": (ROOT / "plugins" / "lightgbm", "core_lightgbm"),
+}
+PLUGINS = [name for name in PACKAGES if name != "core"]
+# plugin distribution -> (entry point name, runtime class)
+RUNTIMES = {
+    "core-sklearn": ("sklearn", "core_sklearn.SKLearnModel"),
+    "core-xgboost": ("xgboost", "core_xgboost.XGBoostModel"),
+    "core-lightgbm": ("lightgbm", "core_lightgbm.LightGBMModel"),
 }
 # Nothing from the environment may put the source tree on the new venv's path.
 CLEAN_ENV = {"PYTHONPATH": ""}
@@ -76,7 +85,7 @@ def run(command: list[str]) -> str:
 
 @pytest.fixture(scope="module")
 def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Both packages built at once, each in build's own isolated environment."""
+    """Every package built at once, each in build's own isolated environment."""
     out = tmp_path_factory.mktemp("dist")
     builds = {
         name: subprocess.Popen(
@@ -127,15 +136,16 @@ def test_wheel_metadata(dist: Path, name: str) -> None:
     assert license_text == "Apache-2.0", dict(metadata)
 
 
-def test_core_sklearn_pins_a_bounded_core_range(dist: Path) -> None:
-    metadata = Parser().parsestr(wheel_file(dist, "core-sklearn", "METADATA"))
+@pytest.mark.parametrize("name", PLUGINS)
+def test_plugin_pins_a_bounded_core_range(dist: Path, name: str) -> None:
+    metadata = Parser().parsestr(wheel_file(dist, name, "METADATA"))
     requirements = [Requirement(line) for line in metadata.get_all("Requires-Dist") or []]
     core = [r for r in requirements if canonicalize_name(r.name) == "core" and r.marker is None]
     assert len(core) == 1, requirements
     specifier = core[0].specifier
     assert source_version("core") in specifier, specifier
     assert any(spec.operator in ("<", "<=", "~=", "==") for spec in specifier), (
-        f"core-sklearn must bound core from above, got 'core{specifier}'"
+        f"{name} must bound core from above, got 'core{specifier}'"
     )
     current = Version(source_version("core"))
     assert f"{current.major + 1}.0" not in specifier, specifier
@@ -145,13 +155,36 @@ def test_entry_points(dist: Path) -> None:
     core_entry_points = wheel_file(dist, "core", "entry_points.txt")
     assert re.search(r"\[console_scripts\]\s*\ncore = core\.cli\.main:main", core_entry_points)
     assert re.search(r"\[core\]\s*\ncore = core\.plugins\.builtin", core_entry_points)
-    plugin_entry_points = wheel_file(dist, "core-sklearn", "entry_points.txt")
-    assert re.search(r"\[core\]\s*\nsklearn = core_sklearn\.plugin", plugin_entry_points)
+    for name in PLUGINS:
+        alias, implementation = RUNTIMES[name]
+        module = implementation.split(".")[0]
+        plugin_entry_points = wheel_file(dist, name, "entry_points.txt")
+        assert re.search(rf"\[core\]\s*\n{alias} = {module}\.plugin", plugin_entry_points), (
+            plugin_entry_points
+        )
+
+
+def test_xgboost_comes_without_gpu_libraries(dist: Path) -> None:
+    """XGBoost's CPU build on Linux and Windows: the `xgboost` wheel for Linux
+    pulls nvidia-nccl-cu12 (about 200 MB)."""
+    metadata = Parser().parsestr(wheel_file(dist, "core-xgboost", "METADATA"))
+    requirements = [Requirement(line) for line in metadata.get_all("Requires-Dist") or []]
+    chosen = {
+        system: [
+            r.name
+            for r in requirements
+            if r.marker is not None and r.marker.evaluate({"platform_system": system})
+        ]
+        for system in ("Linux", "Windows", "Darwin")
+    }
+    assert chosen == {"Linux": ["xgboost-cpu"], "Windows": ["xgboost-cpu"], "Darwin": ["xgboost"]}, (
+        requirements
+    )
 
 
 @pytest.fixture(scope="module")
 def venv_python(dist: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An empty virtualenv of the interpreter below the dev venv, with the two
+    """An empty virtualenv of the interpreter below the dev venv, with the
     wheels installed from the dist folder (dependencies from the index; pip's
     cache is reused between runs)."""
     base = getattr(sys, "_base_executable", None) or sys.executable
@@ -159,95 +192,129 @@ def venv_python(dist: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     run([base, "-m", "venv", str(venv)])
     python = venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
     # By name, as a user would, pinned to the versions just built; pip's
-    # report then proves both came from the dist folder, not the index.
+    # report then proves they came from the dist folder, not the index.
     report = venv / "install-report.json"
     run(
         [
             str(python), "-m", "pip", "install", "--quiet", "--find-links", str(dist),
             "--report", str(report),
-            f"core=={source_version('core')}", f"core-sklearn=={source_version('core-sklearn')}",
+            *(f"{name}=={source_version(name)}" for name in PACKAGES),
         ]
     )  # fmt: skip
     installed = {
         canonicalize_name(item["metadata"]["name"]): item["download_info"]["url"]
         for item in json.loads(report.read_text())["install"]
     }
-    for name in ("core", "core-sklearn"):
+    for name in PACKAGES:
         assert installed[name] == wheel_path(dist, name).resolve().as_uri(), installed[name]
+    # No CUDA libraries came with XGBoost.
+    assert not [name for name in installed if name.startswith("nvidia-")], sorted(installed)
     return python
 
 
 def test_installed_packages_are_the_wheels(venv_python: Path) -> None:
+    modules = {name: module for name, (_, module) in PACKAGES.items()}
     script = (
-        "import json, core, core_sklearn, importlib.metadata as m;"
-        "print(json.dumps({'core': core.__file__, 'core_sklearn': core_sklearn.__file__,"
-        " 'versions': [m.version('core'), m.version('core-sklearn')]}))"
+        "import json, importlib, importlib.metadata as m;"
+        f"modules = {modules!r};"
+        "print(json.dumps({name: [importlib.import_module(module).__file__, m.version(name)]"
+        " for name, module in modules.items()}))"
     )
     found = json.loads(run([str(venv_python), "-c", script]))
     venv = venv_python.parent.parent
-    for module in ("core", "core_sklearn"):
-        path = Path(found[module]).resolve()
+    for name, (file, version) in found.items():
+        path = Path(file).resolve()
         assert path.is_relative_to(venv.resolve()) and "site-packages" in path.parts, found
         assert not path.is_relative_to(ROOT), found
-    assert found["versions"] == [source_version("core"), source_version("core-sklearn")]
+        assert version == source_version(name), found
 
 
-def test_installed_core_lists_the_plugin(venv_python: Path) -> None:
+def test_installed_core_lists_the_plugins(venv_python: Path) -> None:
     command = venv_python.parent / ("core.exe" if os.name == "nt" else "core")
     listing = run([str(command), "plugins"])
-    assert f"sklearn  (core-sklearn {source_version('core-sklearn')})" in listing, listing
-    assert "runtime sklearn: core_sklearn.SKLearnModel" in listing, listing
+    for name in PLUGINS:
+        alias, implementation = RUNTIMES[name]
+        assert f"{alias}  ({name} {source_version(name)})" in listing, listing
+        assert f"runtime {alias}: {implementation}" in listing, listing
 
 
 TRAIN = """
 import json, sys, joblib
 from pathlib import Path
+import lightgbm as lgb
+import xgboost as xgb
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 
-folder = Path(sys.argv[1])
+root = Path(sys.argv[1])
 features, labels = load_iris(return_X_y=True)
-model = LogisticRegression(max_iter=1000).fit(features, labels)
-joblib.dump(model, folder / "model.joblib")
 sample = features[::10]
+models = {
+    "iris": LogisticRegression(max_iter=1000).fit(features, labels),
+    "xgb": xgb.XGBClassifier(n_estimators=5).fit(features, labels),
+    "lgbm": lgb.LGBMClassifier(n_estimators=5, verbose=-1).fit(features, labels),
+}
+joblib.dump(models["iris"], root / "iris" / "model.joblib")
+models["xgb"].save_model(root / "xgb" / "model.json")
+models["lgbm"].booster_.save_model(root / "lgbm" / "model.txt")
 print(json.dumps({
     "features": sample.tolist(),
-    "predict": model.predict(sample).tolist(),
-    "predict_proba": model.predict_proba(sample).tolist(),
+    "iris": [models["iris"].predict(sample).tolist(), models["iris"].predict_proba(sample).tolist()],
+    "xgb": [models["xgb"].predict(sample).tolist(), models["xgb"].predict_proba(sample).tolist()],
+    "lgbm": [None, models["lgbm"].booster_.predict(sample).tolist()],
 }))
 """
 
 
-def test_installed_server_serves_a_fresh_model(venv_python: Path, tmp_path: Path) -> None:
-    """The model is trained by the venv's own scikit-learn, so the artifact and
-    the server agree on its version whatever the index resolved."""
+def test_installed_server_serves_fresh_models(venv_python: Path, tmp_path: Path) -> None:
+    """The models are trained by the venv's own frameworks, so the artifacts
+    and the server agree on their versions whatever the index resolved."""
     import numpy as np
 
-    folder = tmp_path / "models" / "iris"
-    folder.mkdir(parents=True)
-    (folder / "model-settings.json").write_text('{"name": "iris", "implementation": "sklearn"}')
-    expected = json.loads(run([str(venv_python), "-c", TRAIN, str(folder)]))
+    root = tmp_path / "models"
+    for name, runtime in [("iris", "sklearn"), ("xgb", "xgboost"), ("lgbm", "lightgbm")]:
+        (root / name).mkdir(parents=True)
+        (root / name / "model-settings.json").write_text(
+            json.dumps({"name": name, "implementation": runtime})
+        )
+    expected = json.loads(run([str(venv_python), "-c", TRAIN, str(root)]))
     features = np.asarray(expected["features"])
-    body = {
-        "inputs": [{"name": "input-0", "shape": list(features.shape), "datatype": "FP64",
-                    "data": features.ravel().tolist()}],
-        "outputs": [{"name": "predict"}, {"name": "predict_proba"}],
-    }  # fmt: skip
+    inputs = [
+        {
+            "name": "input-0",
+            "shape": list(features.shape),
+            "datatype": "FP64",
+            "data": features.ravel().tolist(),
+        }
+    ]
     with (
-        ServerProcess(tmp_path / "models", python=str(venv_python), env=CLEAN_ENV) as server,
+        ServerProcess(root, python=str(venv_python), env=CLEAN_ENV) as server,
         httpx.Client(base_url=server.url, timeout=30) as http,
         grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel,
     ):
         metadata = http.get("/v2").json()
-        response = http.post("/v2/models/iris/infer", json=body)
+        responses = {
+            "iris": http.post(
+                "/v2/models/iris/infer",
+                json={"inputs": inputs, "outputs": [{"name": "predict"}, {"name": "predict_proba"}]},
+            ),
+            "xgb": http.post(
+                "/v2/models/xgb/infer",
+                json={"inputs": inputs, "outputs": [{"name": "predict"}, {"name": "predict_proba"}]},
+            ),
+            "lgbm": http.post("/v2/models/lgbm/infer", json={"inputs": inputs}),
+        }
         # gRPC serves too: the wheel's compiled protos import and run.
         health = HealthStub(channel).Check(HealthCheckRequest(), timeout=30)
     assert health.status == HealthCheckResponse.SERVING
     assert metadata["version"] == source_version("core"), metadata
-    assert response.status_code == 200, response.text
-    outputs = {output["name"]: output for output in response.json()["outputs"]}
-    np.testing.assert_array_equal(outputs["predict"]["data"], expected["predict"])
-    np.testing.assert_allclose(
-        np.asarray(outputs["predict_proba"]["data"]).reshape(outputs["predict_proba"]["shape"]),
-        expected["predict_proba"],
-    )
+    for name, response in responses.items():
+        assert response.status_code == 200, response.text
+        outputs = {output["name"]: output for output in response.json()["outputs"]}
+        labels, probabilities = expected[name]
+        if labels is not None:
+            np.testing.assert_array_equal(outputs["predict"]["data"], labels)
+        scores = outputs["predict_proba" if labels is not None else "predict"]
+        np.testing.assert_allclose(
+            np.asarray(scores["data"]).reshape(scores["shape"]), probabilities, rtol=1e-6
+        )

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import pickle
-import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from core.testing import ServerProcess
+from core.testing import ServerProcess, readme_examples
 
 # Names the DataFrame model was fitted with (sklearn remembers them).
 FRAME_COLUMNS = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
@@ -114,13 +113,7 @@ def model_folder(tmp_path_factory: pytest.TempPathFactory, estimators: dict[str,
 
 
 def readme_snippets() -> dict[str, str]:
-    """The JSON examples of the plugin's README: a model-settings.json and a request."""
-    readme = (Path(__file__).parents[1] / "README.md").read_text()
-    blocks = re.findall(r"```json\n(.*?)```", readme, flags=re.DOTALL)
-    settings = [block for block in blocks if '"implementation"' in block]
-    requests = [block for block in blocks if '"inputs"' in block]
-    assert len(settings) == 1 and len(requests) == 1, f"README.md examples changed: {blocks}"
-    return {"settings": settings[0], "request": requests[0]}
+    return readme_examples(Path(__file__).parents[1] / "README.md")
 
 
 @pytest.fixture(scope="session")

@@ -4,9 +4,7 @@ httpx, and compared with what scikit-learn itself answers."""
 from __future__ import annotations
 
 import json
-import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -14,7 +12,7 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_diabetes
 
-from core.testing import ServerProcess
+from core.testing import ServerProcess, check_live_during, check_outputs, check_readme_example
 
 Infer = Callable[..., httpx.Response]
 Decode = Callable[[httpx.Response], dict[str, np.ndarray]]
@@ -63,6 +61,17 @@ def test_predict_is_the_default_output(
     assert list(outputs) == ["predict"]
     expected = estimators[model].predict(features)
     np.testing.assert_array_equal(outputs["predict"].ravel(), expected)
+
+
+@pytest.mark.parametrize("model", ["logreg", "pipeline"])
+def test_every_transport_answers_what_scikit_learn_answers(
+    server: ServerProcess, estimators: dict[str, Any], features: np.ndarray, model: str
+) -> None:
+    """REST JSON, REST binary tensors (tritonclient.http) and gRPC (tritonclient.grpc)."""
+    rows = features.astype(np.float32)
+    estimator = estimators[model]
+    expected = {"predict": estimator.predict(rows), "predict_proba": estimator.predict_proba(rows)}
+    check_outputs(server, model, rows, expected)
 
 
 def test_predict_of_a_regressor(
@@ -166,20 +175,9 @@ def test_dataframe_content_type_from_model_settings(
     np.testing.assert_array_equal(outputs["predict"].ravel(), model.predict(frame))
 
 
-def test_readme_example(
-    client: httpx.Client, decode: Decode, estimators: dict[str, Any], readme: dict[str, str]
-) -> None:
+def test_readme_example(server: ServerProcess, estimators: dict[str, Any], readme: dict[str, str]) -> None:
     """The README's model-settings.json (served verbatim) answers the README's request."""
-    settings = json.loads(readme["settings"])
-    request = json.loads(readme["request"])
-    outputs = decode(client.post(f"/v2/models/{settings['name']}/infer", json=request))
-    assert list(outputs) == [output["name"] for output in request["outputs"]]
-    sent = request["inputs"][0]
-    features = np.asarray(sent["data"], dtype=np.float32).reshape(sent["shape"])
-    np.testing.assert_array_equal(outputs["predict"].ravel(), estimators["logreg"].predict(features))
-    np.testing.assert_allclose(
-        outputs["predict_proba"], estimators["logreg"].predict_proba(features), rtol=1e-6
-    )
+    check_readme_example(server, readme, estimators["logreg"])
 
 
 def test_unknown_output_is_a_400_naming_the_available_ones(
@@ -249,65 +247,10 @@ def slow_request(iris: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, bytes
 def test_slow_predict_does_not_block_liveness(
     server: ServerProcess, estimators: dict[str, Any], slow_request: tuple[np.ndarray, bytes]
 ) -> None:
-    """While a slow predict is in flight, /v2/health/live keeps answering: every
-    live call made after the request body was fully sent completes before the
-    predict response arrives. Only the order of events is asserted."""
+    """While a slow predict is in flight, /v2/health/live keeps answering."""
     rows, body = slow_request
-    body_sent = threading.Event()
-    predict_answered = threading.Event()
-    events: list[tuple[str, float]] = []  # list.append is atomic across threads
-    result: dict[str, Any] = {}
-
-    def chunks() -> Iterator[bytes]:
-        for start in range(0, len(body), 1 << 20):
-            yield body[start : start + (1 << 20)]
-        # The generator resumes only after httpx wrote the last chunk.
-        events.append(("body sent", time.monotonic()))
-        body_sent.set()
-
-    def send_predict() -> None:
-        try:
-            with (
-                httpx.Client(timeout=120) as http,
-                http.stream(
-                    "POST",
-                    f"{server.url}/v2/models/slow/infer",
-                    content=chunks(),
-                    headers={"content-type": "application/json", "content-length": str(len(body))},
-                ) as response,
-            ):
-                # Recorded as soon as the status line and headers are in.
-                events.append(("predict answered", time.monotonic()))
-                predict_answered.set()
-                response.read()
-                result["response"] = response
-        except BaseException as error:  # surfaced by the main thread
-            result["error"] = error
-            body_sent.set()
-            predict_answered.set()
-
-    thread = threading.Thread(target=send_predict, daemon=True)
-    thread.start()
-    try:
-        assert body_sent.wait(60), "the predict request body was never sent"
-        answered_before_live: list[bool] = []
-        with httpx.Client(base_url=server.url, timeout=120) as http:
-            for _ in range(5):
-                live = http.get("/v2/health/live")
-                assert live.status_code == 200, live.text
-                assert live.json() == {"live": True}
-                events.append(("live", time.monotonic()))
-                answered_before_live.append(predict_answered.is_set())
-    finally:
-        thread.join(120)
-    assert "error" not in result, result.get("error")
-    response = result["response"]
+    response = check_live_during(server, "slow", body)
     assert response.status_code == 200, response.text
-
-    order = [name for name, _ in sorted(events, key=lambda event: event[1])]
-    assert order == ["body sent", "live", "live", "live", "live", "live", "predict answered"], events
-    assert not any(answered_before_live), events
-
     outputs = response.json()["outputs"]
     assert [output["name"] for output in outputs] == ["predict"]
     np.testing.assert_array_equal(np.asarray(outputs[0]["data"]), estimators["slow"].predict(rows))

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
+import os
 import sys
 from pathlib import Path
 
 from ..errors import ConfigurationError
 from ..logs import configure_logging
 from ..plugins.manager import get_plugin_manager
+from ..repository import find_models
 from ..settings import SETTINGS_FILENAME, Settings, build_settings, load_settings_file
 from ..version import __version__
 
@@ -30,9 +33,19 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"core {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    start = commands.add_parser("start", help="serve every model found in a folder")
+    start = commands.add_parser(
+        "start", help="serve every model found in a folder, or one model artifact file"
+    )
     start.add_argument(
-        "folder", type=Path, help="folder holding model-settings.json files (and settings.json)"
+        "path",
+        type=Path,
+        help="folder holding model-settings.json files (and settings.json), or a model artifact "
+        "(model.joblib, model.json, model.txt, ...) or a folder holding one",
+    )
+    start.add_argument(
+        "--implementation",
+        help="runtime (alias or import path) of a model without model-settings.json, as "
+        "CORE_MODEL_IMPLEMENTATION: picks the runtime when several could serve an artifact",
     )
     start.add_argument("--host", help="address to listen on (default 0.0.0.0)")
     start.add_argument("--http-port", type=int, help="REST port (default 8080)")
@@ -55,10 +68,12 @@ def main(argv: list[str] | None = None) -> int:
     return _start(args)
 
 
-def load_server_settings(folder: Path, overrides: dict[str, object]) -> Settings:
-    values = {"model_repository_root": str(folder), **overrides}
-    settings_file = folder / SETTINGS_FILENAME
-    if settings_file.is_file():
+def load_server_settings(path: Path, overrides: dict[str, object]) -> Settings:
+    """Server settings for `core start PATH`: PATH/settings.json (none when
+    PATH is an artifact file), CORE_* variables below it, flags above it."""
+    values = {"model_repository_root": str(path), **overrides}
+    settings_file = path / SETTINGS_FILENAME
+    if path.is_dir() and settings_file.is_file():
         return load_settings_file(Settings, settings_file, **values)
     return build_settings(Settings, values, "CORE_* environment variables")
 
@@ -66,21 +81,52 @@ def load_server_settings(folder: Path, overrides: dict[str, object]) -> Settings
 def _start(args: argparse.Namespace) -> int:
     from ..server import Server
 
-    if not args.folder.is_dir():
-        print(f"core: {args.folder} is not a folder", file=sys.stderr)
+    if not args.path.exists():
+        print(f"core: {args.path} does not exist", file=sys.stderr)
         return 2
+    if args.implementation:
+        # The model's implementation, like any CORE_MODEL_* setting; read by
+        # the repository when it builds the settings of a bare artifact.
+        os.environ["CORE_MODEL_IMPLEMENTATION"] = args.implementation
     overrides = {
         field: getattr(args, flag) for flag, field in _OVERRIDES.items() if getattr(args, flag) is not None
     }
     try:
-        settings = load_server_settings(args.folder, overrides)
+        settings = load_server_settings(args.path, overrides)
         configure_logging(settings)
     except ConfigurationError as error:
         print(f"core: {error.message}", file=sys.stderr)
         return 2
+    if not _check_artifacts(args.path):
+        return 2
     with contextlib.suppress(KeyboardInterrupt):
         Server(settings).run()
     return 0
+
+
+def _check_artifacts(root: Path) -> bool:
+    """A model served from a bare artifact (no model-settings.json) must have
+    a runtime before the server starts: report why not and fail. Models with
+    a model-settings.json keep being reported by the repository index."""
+    found = find_models(root)
+    for model in found:
+        if model.artifact and model.error is not None:
+            print(f"core: {model.error}", file=sys.stderr)
+            return False
+        if model.artifact and model.settings is not None:
+            logging.getLogger("core").info(
+                "serving %s as model '%s' with runtime '%s' (no model-settings.json)",
+                model.path,
+                model.name,
+                model.settings.implementation,
+            )
+    if not found and root.is_dir():
+        logging.getLogger("core").warning(
+            "%s holds no model-settings.json and no model artifact an installed runtime recognises "
+            "(see `core plugins`): serving no models",
+            root,
+        )
+    return True
 
 
 def _plugins() -> int:

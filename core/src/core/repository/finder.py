@@ -1,4 +1,6 @@
-"""Finds the models in a folder: every model-settings.json below it."""
+"""Finds the models to serve: every model-settings.json below a folder; when
+there is none, the artifact the folder holds, or the artifact file given
+itself, with the runtime that recognises it (see `artifacts`)."""
 
 from __future__ import annotations
 
@@ -8,7 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ConfigurationError
+from ..plugins.manager import get_plugin_manager
 from ..settings import MODEL_SETTINGS_FILENAME, ModelSettings, build_settings, load_settings_file
+from .artifacts import Detection, describe_runtimes, detect, detect_in_folder, files_in, matches
 
 logger = logging.getLogger(__name__)
 
@@ -18,16 +22,30 @@ _SKIPPED = {".git", ".venv", "venv", "node_modules", "__pycache__"}
 
 @dataclass
 class FoundModel:
-    """A model-settings.json that was found: its settings, or why they are unusable."""
+    """A model that was found: its settings, or why they are unusable. `path`
+    is its model-settings.json, or its artifact when `artifact` is set (served
+    without a model-settings.json)."""
 
     name: str
     path: Path | None
     settings: ModelSettings | None = None
     error: str | None = None
+    artifact: bool = False
 
 
 def find_models(root: Path) -> list[FoundModel]:
+    """Every model-settings.json below `root`. With none: the artifact file
+    `root` is, or the one artifact file in the folder `root`; else the model
+    that CORE_MODEL_IMPLEMENTATION describes; else nothing."""
+    if root.is_file():
+        if root.name == MODEL_SETTINGS_FILENAME:
+            return [_read(root)]
+        return [_from_artifact(root.stem, root, [root])]
     found = [_read(path) for path in _settings_files(root)]
+    if not found and root.is_dir():
+        in_folder = _artifacts_in(root)
+        if in_folder:
+            found.append(_from_artifact(root.resolve().name, root, in_folder))
     if not found and os.environ.get("CORE_MODEL_IMPLEMENTATION"):
         # A single model described by CORE_MODEL_* variables alone (containers).
         found.append(_from_environment())
@@ -53,6 +71,70 @@ def _read(path: Path) -> FoundModel:
     if not settings.name:
         settings.name = default_name
     return FoundModel(settings.name, path, settings)
+
+
+def _artifacts_in(folder: Path) -> list[Path]:
+    """The files in `folder` an installed runtime serves. With
+    CORE_MODEL_IMPLEMENTATION (`--implementation`) naming an installed
+    runtime: the files it recognises, else those its patterns match (the
+    user chose the runtime; its recogniser only narrows the files)."""
+    runtimes = get_plugin_manager().runtimes()
+    implementation = os.environ.get("CORE_MODEL_IMPLEMENTATION")
+    if not implementation:
+        return [detection.path for detection in detect_in_folder(folder, runtimes)]
+    forced = next((r for r in runtimes if implementation in (r.alias, r.implementation)), None)
+    if forced is None:
+        return []  # a runtime without artifact patterns: the CORE_MODEL_* model
+    recognised = [detection.path for detection in detect_in_folder(folder, [forced])]
+    return recognised or [path for path in files_in(folder) if matches(forced, path.name)]
+
+
+def _from_artifact(name: str, root: Path, artifacts: list[Path]) -> FoundModel:
+    """The model of a bare artifact: named after the file's stem (or its
+    folder's name), served by the runtime that recognises it. CORE_MODEL_*
+    variables (`--implementation`, CORE_MODEL_NAME, ...) still apply."""
+    try:
+        implementation = _artifact_implementation(root, artifacts)
+        settings = build_settings(ModelSettings, {}, "CORE_MODEL_* environment variables")
+    except ConfigurationError as error:
+        return FoundModel(name, root, error=error.message, artifact=True)
+    settings.name = settings.name or name
+    settings.implementation = settings.implementation or implementation
+    settings.parameters.uri = str(artifacts[0].resolve())
+    return FoundModel(settings.name, artifacts[0], settings, artifact=True)
+
+
+def _artifact_implementation(root: Path, artifacts: list[Path]) -> str:
+    """The runtime alias for the artifact, or a ConfigurationError saying why none fits."""
+    if len(artifacts) > 1:
+        raise ConfigurationError(
+            f"{root} holds several model artifacts ({', '.join(path.name for path in artifacts)}) "
+            "and no model-settings.json: start one of the files (core start FILE), or write a "
+            "model-settings.json naming the artifact in parameters.uri"
+        )
+    if os.environ.get("CORE_MODEL_IMPLEMENTATION"):
+        return ""  # chosen by the user: the settings take it from the environment
+    runtimes = get_plugin_manager().runtimes()
+    detection = detect(artifacts[0], runtimes)
+    if not detection.runtimes:
+        raise ConfigurationError(
+            f"no installed runtime recognises {artifacts[0]} (installed: {describe_runtimes(runtimes)}); "
+            "install the plugin for its framework, or write a model-settings.json naming the "
+            "runtime in 'implementation'"
+        )
+    if detection.ambiguous:
+        raise ConfigurationError(_ambiguity(detection))
+    return detection.runtimes[0].alias
+
+
+def _ambiguity(detection: Detection) -> str:
+    runtimes = sorted(detection.runtimes, key=lambda runtime: runtime.alias)
+    candidates = ", ".join(f"{r.alias} ({r.implementation})" for r in runtimes)
+    return (
+        f"several installed runtimes can serve {detection.path}: {candidates}; choose one with "
+        f"--implementation {runtimes[0].alias} (or CORE_MODEL_IMPLEMENTATION), or write a "
+        "model-settings.json with an 'implementation'"
+    )
 
 
 def _from_environment() -> FoundModel:
