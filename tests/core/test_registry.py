@@ -461,9 +461,9 @@ def dataplane(root: Path) -> DataPlane:
 
 def test_dataplane_ready_only_when_every_startup_model_is_ready(tmp_path: Path, run: Any) -> None:
     async def scenario() -> None:
-        plane = dataplane(tmp_path)
+        plane = DataPlane(Settings(model_repository_root=str(tmp_path)), ModelRegistry())
         assert not plane.ready()  # the server has not started yet
-        plane.started = True  # as Server.start sets it once its start-up models are loading
+        plane.started = True
         assert plane.ready()  # nothing expected
         await plane.add_model(echo("a"))
         assert plane.ready()
