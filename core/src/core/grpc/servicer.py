@@ -5,7 +5,6 @@ message layout."""
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -13,19 +12,16 @@ import grpc
 from google.protobuf.message import DecodeError
 
 from ..dataplane import DataPlane
-from ..errors import CoreError, InferenceError
+from ..errors import CoreError
 from . import converters
 from .generated import inference_pb2 as pb
+from .infer import infer_message
 
 logger = logging.getLogger(__name__)
 
 SERVICE_NAME = "inference.GRPCInferenceService"
 
 Response = TypeVar("Response")
-
-# Metadata keys gRPC reserves for itself or that HTTP/2 frames: a model cannot set them.
-_RESERVED_METADATA = frozenset({"content-type", "content-length", "te", "user-agent", "connection"})
-_METADATA_KEY = re.compile(r"^[0-9a-z_.\-]+$")
 
 
 class InferenceServicer:
@@ -65,16 +61,15 @@ class InferenceServicer:
 
     # Inference
 
-    async def ModelInfer(self, request: pb.ModelInferRequest, context: Any) -> pb.ModelInferResponse:
-        async def infer() -> pb.ModelInferResponse:
-            payload = converters.request_from_proto(request)
-            headers = request_headers(context)
-            name, version = request.model_name, request.model_version or None
-            response = await self.dataplane.infer(payload, name, version, headers)
-            reply_headers = response.parameters.headers if response.parameters is not None else None
-            message = converters.response_to_proto(response)
-            if reply_headers:
-                await context.send_initial_metadata(response_metadata(name, reply_headers))
+    async def ModelInfer(self, data: bytes, context: Any) -> bytes:
+        """Takes the serialized ModelInferRequest and returns the serialized
+        ModelInferResponse: grpc.aio neither parses nor serializes (see
+        `infer_message`)."""
+
+        async def infer() -> bytes:
+            message, metadata = await infer_message(self.dataplane, data, request_headers(context))
+            if metadata:
+                await context.send_initial_metadata(metadata)
             return message
 
         return await _guarded(context, infer())
@@ -181,25 +176,6 @@ def request_headers(context: Any) -> dict[str, str]:
     }
 
 
-def response_metadata(model: str, headers: dict[str, str]) -> tuple[tuple[str, str], ...]:
-    """The headers a model set, as initial metadata: lower-case keys, printable
-    ASCII values; gRPC's own keys stay the server's."""
-    metadata = []
-    for key, value in headers.items():
-        name, text = key.lower(), str(value)
-        if name in _RESERVED_METADATA or name.startswith(("grpc-", ":")):
-            continue
-        if not _METADATA_KEY.match(name) or name.endswith("-bin"):
-            raise InferenceError(f"model '{model}' set response header '{key}' that gRPC cannot carry")
-        if not text.isascii() or not text.isprintable():
-            raise InferenceError(
-                f"model '{model}' set response header '{key}' to a value gRPC cannot carry "
-                "(printable ASCII only)"
-            )
-        metadata.append((name, text))
-    return tuple(metadata)
-
-
 def method_handlers(servicer: InferenceServicer) -> grpc.GenericRpcHandler:
     """The service's handlers, registered by hand rather than through the
     generated *_pb2_grpc module (untyped), with the same method paths."""
@@ -209,7 +185,6 @@ def method_handlers(servicer: InferenceServicer) -> grpc.GenericRpcHandler:
         "ModelReady": (servicer.ModelReady, pb.ModelReadyRequest),
         "ServerMetadata": (servicer.ServerMetadata, pb.ServerMetadataRequest),
         "ModelMetadata": (servicer.ModelMetadata, pb.ModelMetadataRequest),
-        "ModelInfer": (servicer.ModelInfer, pb.ModelInferRequest),
         "RepositoryIndex": (servicer.RepositoryIndex, pb.RepositoryIndexRequest),
         "RepositoryModelLoad": (servicer.RepositoryModelLoad, pb.RepositoryModelLoadRequest),
         "RepositoryModelUnload": (servicer.RepositoryModelUnload, pb.RepositoryModelUnloadRequest),
@@ -223,6 +198,8 @@ def method_handlers(servicer: InferenceServicer) -> grpc.GenericRpcHandler:
         )
         for name, (function, message_type) in methods.items()
     }
+    # Bytes in, bytes out: no deserializer or serializer.
+    handlers["ModelInfer"] = grpc.unary_unary_rpc_method_handler(servicer.ModelInfer)
     handlers["ModelStreamInfer"] = grpc.stream_stream_rpc_method_handler(
         servicer.ModelStreamInfer,
         response_serializer=lambda message: message.SerializeToString(),
