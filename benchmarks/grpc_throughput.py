@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
-"""gRPC throughput of `core` against MLServer 1.7.1, and REST binary vs JSON on core.
+"""gRPC throughput of `core` against MLServer 1.7.1 and a bare grpc.aio app, and REST
+binary vs JSON on core.
 
 Same method as rest_throughput.py (see benchmarks/README.md): servers alone on
 127.0.0.1, same iris artifact, rounds in rotating order, medians, ratios.
 
 - grpc: `h2load -c16 -m1 -t2` POSTs a framed `ModelInferRequest` (raw
   little-endian tensor in raw_input_contents) to
-  /inference.GRPCInferenceService/ModelInfer on core and on MLServer.
+  /inference.GRPCInferenceService/ModelInfer on core, on MLServer and on
+  bare_grpc.py (grpc.aio, protobuf, numpy and predict only: the ceiling).
 - rest-binary: on core only, `wrk` with the 1000-row FP64 payload as OIP JSON
   and as a binary tensor body (binary outputs requested); ratio binary/JSON.
 
@@ -35,7 +37,7 @@ from rest_throughput import Payload, Predictions, Result, Server
 
 from core.grpc.generated import inference_pb2 as pb
 
-GRPC_SERVERS = ("core", "mlserver")
+GRPC_SERVERS = ("core", "mlserver", "bare")
 GRPC_METHOD = "/inference.GRPCInferenceService/ModelInfer"
 BINARY_NAME = "1000-row FP64 binary"
 JSON_NAME = "1000-row FP64 JSON"
@@ -132,6 +134,13 @@ def binary_preflight(port: int, payload: Payload, headers: dict[str, str]) -> tu
     if len(predictions) != payload.rows:
         return f"expected {payload.rows} predictions, got {len(predictions)}", predictions
     return "", predictions
+
+
+def bare_grpc_server(python: Path, artifact: Path, workdir: Path) -> Server:
+    port, grpc_port = rt.free_port(), rt.free_port()
+    cmd = [str(python), str(rt.HERE / "bare_grpc.py"), "--model", str(artifact)]
+    cmd += ["--port", str(port), "--grpc-port", str(grpc_port)]
+    return Server("bare", cmd, workdir, port, grpc_port)
 
 
 # --------------------------------------------------------------------------- h2load
@@ -243,7 +252,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--typed",
         action="store_true",
-        help="send typed contents (fp32/fp64_contents) instead of raw_input_contents to both servers",
+        help="send typed contents (fp32/fp64_contents) instead of raw_input_contents to every server",
     )
     parser.add_argument("--model-dir", type=Path, default=rt.REPO / "examples" / "iris")
     args = parser.parse_args()
@@ -294,6 +303,7 @@ def main() -> int:
         factories: dict[str, Callable[[Path], Server]] = {
             "core": lambda folder: rt.core_server(core_python, core_dir, folder),
             "mlserver": lambda folder: rt.mlserver_server(pythons[-1], artifact, folder),
+            "bare": lambda folder: bare_grpc_server(core_python, artifact, folder),
         }
         selected = list(GRPC_SERVERS) if grpc_on else ["core"]
         grpc_seen: Predictions = {}

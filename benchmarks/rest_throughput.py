@@ -524,15 +524,14 @@ def ratios(results: list[Result], payloads: list[Payload]) -> list[dict[str, obj
     by_key = {(r.server, r.payload): r for r in results}
     out: list[dict[str, object]] = []
     for payload in payloads:
-        core = by_key.get(("core", payload.name))
-        for ref in ("mlserver", "bare"):
-            other = by_key.get((ref, payload.name))
-            if core and other and other.requests_per_s:
+        for server, ref in (("core", "mlserver"), ("core", "bare"), ("bare", "mlserver")):
+            this, other = by_key.get((server, payload.name)), by_key.get((ref, payload.name))
+            if this and other and other.requests_per_s:
                 out.append(
                     {
                         "payload": payload.name,
-                        "ratio": f"core/{ref}",
-                        "value": core.requests_per_s / other.requests_per_s,
+                        "ratio": f"{server}/{ref}",
+                        "value": this.requests_per_s / other.requests_per_s,
                     }
                 )
     return out

@@ -37,6 +37,7 @@ from core.types import (
     RequestInput,
     RequestOutput,
     ResponseOutput,
+    to_ndarray,
 )
 
 
@@ -74,6 +75,38 @@ def test_numpy_codec_round_trip(array: np.ndarray) -> None:
     decoded = NumpyCodec.decode_output(over_the_wire(output))
     np.testing.assert_array_equal(decoded, array)
     assert decoded.dtype == array.dtype
+
+
+@pytest.mark.parametrize(
+    "array",
+    [
+        np.array([[1.5, 2.5], [3.5, 4.5]], dtype=np.float32),
+        np.array([2**64 - 1, 0], dtype=np.uint64),
+        np.array([[True, False]]),
+        np.array(7, dtype=np.int16),
+        np.array([[1, 2], [3, 4]], dtype=np.int32).T,  # not C-contiguous
+        np.array([1.0, 2.0], dtype=">f8"),  # not native byte order: no cache
+        np.array(["a", "bc"]),  # BYTES: no cache
+    ],
+)
+def test_numpy_codec_array_form_equals_the_data(array: np.ndarray) -> None:
+    """The array cached for `to_ndarray` when encoding is what converting the
+    data back would give, and the model's array is not shared."""
+    output = NumpyCodec.encode_output("y", array)
+    cached = to_ndarray(output)
+    converted = to_ndarray(output.model_copy(update={"data": list(output.data)}))
+    assert cached.dtype == converted.dtype and cached.shape == converted.shape
+    np.testing.assert_array_equal(cached, converted)
+    assert not np.shares_memory(cached, array)
+
+
+def test_numpy_codec_output_is_a_snapshot() -> None:
+    """A model that reuses its output buffer does not change an encoded output."""
+    buffer = np.array([1, 2, 3], dtype=np.int64)
+    output = NumpyCodec.encode_output("y", buffer)
+    buffer[:] = 0
+    assert output.data == [1, 2, 3]
+    assert to_ndarray(output).tolist() == [1, 2, 3]
 
 
 def _datatype_of(array: np.ndarray) -> str:

@@ -21,6 +21,7 @@ from core.types import (
     to_dtype,
     to_ndarray,
 )
+from core.types.dataplane import parameters_dict
 
 EXPECTED_DTYPES = {
     "BOOL": np.bool_,
@@ -425,3 +426,19 @@ def test_booleans_are_not_numbers(datatype: str) -> None:
 
     with pytest.raises(BadRequest, match="got boolean"):
         to_ndarray(RequestInput(name="x", shape=[2], datatype=datatype, data=[True, False]))
+
+
+@pytest.mark.parametrize(
+    "parameters",
+    [
+        Parameters(),
+        Parameters(content_type="np"),
+        Parameters(headers={"a": "b"}, content_type=None),
+        Parameters(headers={}),
+        Parameters(content_type="np", extra_one=1, nothing=None),
+        Parameters(nothing=None),
+        Parameters(nested={"a": [1, 2]}),
+    ],
+)
+def test_parameters_dict_is_model_dump_without_nones(parameters: Parameters) -> None:
+    assert parameters_dict(parameters) == parameters.model_dump(exclude_none=True)

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from ..errors import CodecError
 from ..types import (
+    NUMPY_DTYPES,
+    Datatype,
     Parameters,
     RequestInput,
     ResponseOutput,
     to_datatype,
     to_ndarray,
 )
+from ..types.tensors import attach_ndarray
 from .base import InputCodec, SingleInputRequestCodec
 
 
@@ -22,13 +25,30 @@ def _flat_data(array: np.ndarray) -> list[Any]:
     return data
 
 
-def _tensor_fields(array: np.ndarray) -> dict[str, Any]:
-    array = np.asarray(array)
+Tensor = TypeVar("Tensor", RequestInput, ResponseOutput)
+
+
+def _tensor(kind: type[Tensor], name: str, payload: Any, content_type: str) -> Tensor:
+    """A tensor holding `payload`'s elements as a flat list, with the array
+    they came from cached for `to_ndarray` (raw and binary encodings, decoding
+    on the client side), so the list is not converted back."""
+    array = np.asarray(payload)
     try:
         datatype = to_datatype(array.dtype)
     except ValueError as error:
         raise CodecError(str(error)) from None
-    return {"shape": list(array.shape), "datatype": datatype, "data": _flat_data(array)}
+    tensor = kind(
+        name=name,
+        shape=list(array.shape),
+        datatype=datatype,
+        parameters=Parameters(content_type=content_type),
+        data=_flat_data(array),
+    )
+    if datatype is not Datatype.BYTES and array.dtype == NUMPY_DTYPES[datatype]:
+        # A copy: the list is a snapshot, and so must the array be (a model
+        # may reuse its output buffer for the next request).
+        attach_ndarray(tensor, array.copy())
+    return tensor
 
 
 class NumpyCodec(InputCodec):
@@ -41,9 +61,7 @@ class NumpyCodec(InputCodec):
 
     @classmethod
     def encode_output(cls, name: str, payload: np.ndarray, **kwargs: Any) -> ResponseOutput:
-        return ResponseOutput(
-            name=name, parameters=Parameters(content_type=cls.ContentType), **_tensor_fields(payload)
-        )
+        return _tensor(ResponseOutput, name, payload, cls.ContentType)
 
     @classmethod
     def decode_output(cls, response_output: ResponseOutput) -> np.ndarray:
@@ -51,9 +69,7 @@ class NumpyCodec(InputCodec):
 
     @classmethod
     def encode_input(cls, name: str, payload: np.ndarray, **kwargs: Any) -> RequestInput:
-        return RequestInput(
-            name=name, parameters=Parameters(content_type=cls.ContentType), **_tensor_fields(payload)
-        )
+        return _tensor(RequestInput, name, payload, cls.ContentType)
 
     @classmethod
     def decode_input(cls, request_input: RequestInput) -> np.ndarray:

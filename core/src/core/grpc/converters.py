@@ -23,6 +23,7 @@ from ..types import (
     RequestOutput,
     to_ndarray,
 )
+from ..types.dataplane import parameters_dict
 from ..types.raw import decode_raw, element_count, encode_output
 from .generated import inference_pb2 as pb
 from .tensors import decode_contents
@@ -53,7 +54,9 @@ def parameters_to_proto(parameters: Parameters | None, target: Any) -> None:
     travels as gRPC metadata."""
     if parameters is None:
         return
-    for key, value in parameters.model_dump(exclude_none=True, exclude={"headers"}).items():
+    for key, value in parameters_dict(parameters).items():
+        if key == "headers":
+            continue
         slot = target[key]
         if isinstance(value, bool):
             slot.bool_param = value
@@ -74,25 +77,27 @@ def parameters_to_proto(parameters: Parameters | None, target: Any) -> None:
 
 def request_from_proto(message: pb.ModelInferRequest) -> InferenceRequest:
     raw = message.raw_input_contents
+    tensors = message.inputs
     if raw:
-        if any(tensor.HasField("contents") for tensor in message.inputs):
+        if any(tensor.HasField("contents") for tensor in tensors):
             raise BadRequest("raw_input_contents and typed contents cannot be mixed in one request")
-        if len(raw) != len(message.inputs):
-            raise BadRequest(f"raw_input_contents has {len(raw)} entries for {len(message.inputs)} inputs")
+        if len(raw) != len(tensors):
+            raise BadRequest(f"raw_input_contents has {len(raw)} entries for {len(tensors)} inputs")
     inputs = []
-    for index, tensor in enumerate(message.inputs):
-        datatype = _datatype(tensor.name, tensor.datatype)
+    for index, tensor in enumerate(tensors):
+        name = tensor.name
+        datatype = _datatype(name, tensor.datatype)
         shape = list(tensor.shape)
-        element_count(tensor.name, shape)
         if raw:
-            data = decode_raw(tensor.name, datatype, shape, raw[index])
+            data = decode_raw(name, datatype, shape, raw[index])  # checks the shape first
         else:
-            data = decode_contents(tensor.name, datatype, tensor.contents)
+            element_count(name, shape)
+            data = decode_contents(name, datatype, tensor.contents)
         request_input = RequestInput(
-            name=tensor.name,
+            name=name,
             shape=shape,
             datatype=datatype,
-            parameters=parameters_from_proto(f"input '{tensor.name}'", tensor.parameters),
+            parameters=parameters_from_proto(f"input '{name}'", tensor.parameters),
             data=data,
         )
         to_ndarray(request_input)  # checks element count and ranges now, cached for the model
@@ -112,12 +117,15 @@ def request_from_proto(message: pb.ModelInferRequest) -> InferenceRequest:
     )
 
 
+_DATATYPES = {datatype.value: datatype for datatype in Datatype}
+
+
 def _datatype(name: str, value: str) -> Datatype:
-    try:
-        return Datatype(value)
-    except ValueError:
-        known = ", ".join(d.value for d in Datatype)
-        raise BadRequest(f"tensor '{name}': unknown datatype '{value}' (one of {known})") from None
+    datatype = _DATATYPES.get(value)
+    if datatype is None:
+        known = ", ".join(_DATATYPES)
+        raise BadRequest(f"tensor '{name}': unknown datatype '{value}' (one of {known})")
+    return datatype
 
 
 def response_to_proto(response: InferenceResponse) -> pb.ModelInferResponse:
@@ -129,11 +137,11 @@ def response_to_proto(response: InferenceResponse) -> pb.ModelInferResponse:
         id=response.id or "",
     )
     parameters_to_proto(response.parameters, message.parameters)
+    tensors, raw = message.outputs, message.raw_output_contents
     for output in response.outputs:
-        raw = encode_output(response.model_name, output)
-        tensor = message.outputs.add(name=output.name, datatype=output.datatype.value, shape=output.shape)
+        raw.append(encode_output(response.model_name, output))
+        tensor = tensors.add(name=output.name, datatype=output.datatype.value, shape=output.shape)
         parameters_to_proto(output.parameters, tensor.parameters)
-        message.raw_output_contents.append(raw)
     return message
 
 

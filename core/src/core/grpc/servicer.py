@@ -5,7 +5,6 @@ message layout."""
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -13,20 +12,17 @@ import grpc
 from google.protobuf.message import DecodeError
 
 from ..dataplane import DataPlane
-from ..errors import BadRequest, CoreError, InferenceError
+from ..errors import CoreError
 from ..workers.model import WorkerModel
 from . import converters
 from .generated import inference_pb2 as pb
+from .infer import infer_message, infer_target
 
 logger = logging.getLogger(__name__)
 
 SERVICE_NAME = "inference.GRPCInferenceService"
 
 Response = TypeVar("Response")
-
-# Metadata keys gRPC reserves for itself or that HTTP/2 frames: a model cannot set them.
-_RESERVED_METADATA = frozenset({"content-type", "content-length", "te", "user-agent", "connection"})
-_METADATA_KEY = re.compile(r"^[0-9a-z_.\-]+$")
 
 
 class InferenceServicer:
@@ -72,7 +68,7 @@ class InferenceServicer:
 
         async def infer() -> bytes:
             headers = request_headers(context)
-            model = self.dataplane.model(*_infer_target(data))
+            model = self.dataplane.model(*infer_target(data))
             if isinstance(model, WorkerModel):
                 message, metadata = await model.infer_grpc(headers, data)
             else:
@@ -185,53 +181,6 @@ def request_headers(context: Any) -> dict[str, str]:
     }
 
 
-async def infer_message(
-    dataplane: DataPlane, data: bytes, headers: dict[str, str]
-) -> tuple[bytes, tuple[tuple[str, str], ...]]:
-    """A serialized ModelInferRequest answered: the serialized response and
-    the metadata the model set for the reply. Raises CoreError."""
-    try:
-        request = pb.ModelInferRequest.FromString(data)
-    except DecodeError as error:
-        raise BadRequest(f"malformed ModelInferRequest: {error}") from None
-    payload = converters.request_from_proto(request)
-    name, version = request.model_name, request.model_version or None
-    response = await dataplane.infer(payload, name, version, headers)
-    reply_headers = response.parameters.headers if response.parameters is not None else None
-    message = converters.response_to_proto(response).SerializeToString()
-    return message, response_metadata(name, reply_headers) if reply_headers else ()
-
-
-def _infer_target(data: bytes) -> tuple[str, str | None]:
-    """The model and version a serialized ModelInferRequest names, without
-    parsing its tensors: ModelMetadataRequest has the same two leading fields
-    (1: name, 2: version), and keeps the rest as unknown fields."""
-    try:
-        target = pb.ModelMetadataRequest.FromString(data)
-    except DecodeError as error:
-        raise BadRequest(f"malformed ModelInferRequest: {error}") from None
-    return target.name, target.version or None
-
-
-def response_metadata(model: str, headers: dict[str, str]) -> tuple[tuple[str, str], ...]:
-    """The headers a model set, as initial metadata: lower-case keys, printable
-    ASCII values; gRPC's own keys stay the server's."""
-    metadata = []
-    for key, value in headers.items():
-        name, text = key.lower(), str(value)
-        if name in _RESERVED_METADATA or name.startswith(("grpc-", ":")):
-            continue
-        if not _METADATA_KEY.match(name) or name.endswith("-bin"):
-            raise InferenceError(f"model '{model}' set response header '{key}' that gRPC cannot carry")
-        if not text.isascii() or not text.isprintable():
-            raise InferenceError(
-                f"model '{model}' set response header '{key}' to a value gRPC cannot carry "
-                "(printable ASCII only)"
-            )
-        metadata.append((name, text))
-    return tuple(metadata)
-
-
 def method_handlers(servicer: InferenceServicer) -> grpc.GenericRpcHandler:
     """The service's handlers, registered by hand rather than through the
     generated *_pb2_grpc module (untyped), with the same method paths."""
@@ -254,6 +203,7 @@ def method_handlers(servicer: InferenceServicer) -> grpc.GenericRpcHandler:
         )
         for name, (function, message_type) in methods.items()
     }
+    # Bytes in, bytes out: no deserializer or serializer.
     handlers["ModelInfer"] = grpc.unary_unary_rpc_method_handler(servicer.ModelInfer)
     handlers["ModelStreamInfer"] = grpc.stream_stream_rpc_method_handler(
         servicer.ModelStreamInfer,

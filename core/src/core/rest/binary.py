@@ -20,6 +20,7 @@ from ..types import (
     Parameters,
     RequestInput,
 )
+from ..types.dataplane import parameters_dict
 from ..types.raw import decode_raw, encode_output, itemsize
 from .responses import dumps, response_content
 
@@ -177,6 +178,6 @@ def _pop(owner: Any, key: str) -> Any:
         return None
     value = extra.pop(key)
     parameters.__pydantic_fields_set__.discard(key)
-    if not parameters.model_dump(exclude_none=True):
+    if not parameters_dict(parameters):
         owner.parameters = None
     return value

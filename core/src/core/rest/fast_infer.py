@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from ..dataplane import DataPlane
 from ..errors import BadRequest, CoreError, InferenceError
 from ..types import InferenceRequest, InferenceResponse
+from ..types.dataplane import parameters_dict
 from ..workers.model import WorkerModel
 from .binary import (
     ALL_BINARY,
@@ -107,7 +108,7 @@ def take_model_headers(response: InferenceResponse) -> dict[str, str] | None:
     if parameters is None or not parameters.headers:
         return None
     headers, parameters.headers = parameters.headers, None
-    if not parameters.model_dump(exclude_none=True):
+    if not parameters_dict(parameters):
         response.parameters = None
     return headers
 

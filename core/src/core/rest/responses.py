@@ -9,6 +9,7 @@ from pydantic import BaseModel
 from starlette.responses import JSONResponse as StarletteJSONResponse
 
 from ..types import InferenceResponse, ResponseOutput
+from ..types.dataplane import parameters_dict
 
 
 def _default(value: Any) -> Any:
@@ -36,7 +37,7 @@ def response_content(response: InferenceResponse) -> dict[str, Any]:
     if response.id is not None:
         content["id"] = response.id
     if response.parameters is not None:
-        content["parameters"] = response.parameters.model_dump(exclude_none=True)
+        content["parameters"] = parameters_dict(response.parameters)
     content["outputs"] = [_tensor_dict(output) for output in response.outputs]
     return content
 
@@ -44,7 +45,7 @@ def response_content(response: InferenceResponse) -> dict[str, Any]:
 def _tensor_dict(tensor: ResponseOutput) -> dict[str, Any]:
     content: dict[str, Any] = {"name": tensor.name, "shape": tensor.shape, "datatype": tensor.datatype}
     if tensor.parameters is not None:
-        content["parameters"] = tensor.parameters.model_dump(exclude_none=True)
+        content["parameters"] = parameters_dict(tensor.parameters)
     content["data"] = tensor.data
     return content
 

@@ -41,6 +41,15 @@ def to_ndarray(tensor: Any) -> np.ndarray:
     return array
 
 
+def attach_ndarray(tensor: Any, array: np.ndarray) -> None:
+    """Cache `array` as `tensor`'s array form: `tensor.data` was just built
+    from it (a codec encoding an array), so `to_ndarray` need not convert the
+    data back. `array` must be what `to_ndarray` would return: of the
+    datatype's numpy dtype, in the tensor's shape, and owned by the tensor
+    (not a view of an array the caller keeps)."""
+    object.__setattr__(tensor, _CACHE, _Cached(array, tensor.data, tensor.shape))
+
+
 class _Cached:
     """The cached array and the data and shape it came from. It compares by
     identity, so pydantic's `==` on tensors (which compares instance dicts

@@ -18,12 +18,14 @@ from typing import Any, TypeVar
 
 from .. import batching, executor
 from ..errors import CoreError, ModelLoadError, ModelNotReady
+from ..grpc.infer import infer_message
 from ..logs import configure_logging
 from ..model import Model
 from ..model_context import model_context
 from ..observability import Observability
 from ..registry import ModelEntry
 from ..repository.implementation import resolve_implementation
+from ..rest.fast_infer import respond_infer
 from ..settings import ModelSettings, Settings
 from . import protocol
 from .protocol import FramedProtocol
@@ -110,14 +112,10 @@ class Worker:
         if kind == protocol.INFER_HTTP:
             uid, headers, body = args
             _target.set(uid)
-            from ..rest.fast_infer import respond_infer
-
             return await self._infer(respond_infer(self.dataplane, self._name(uid), None, headers, body))
         if kind == protocol.INFER_GRPC:
             uid, headers, data = args
             _target.set(uid)
-            from ..grpc.servicer import infer_message
-
             return await self._infer(infer_message(self.dataplane, data, headers))
         if kind == protocol.CALL:
             uid, method, call_args = args
