@@ -108,3 +108,36 @@ def test_a_zero_budget_keeps_every_call_in_a_thread() -> None:
         assert asyncio.run(main()) == [False, False, False]
     finally:
         executor.configure(inline_budget=0.001)
+
+
+@pytest.mark.parametrize(("limit", "expected"), [(None, 3), (1, 1)])
+def test_calls_per_model_limits_one_models_calls_in_threads(limit: int | None, expected: int) -> None:
+    # Three calls of one model, each holding its thread until all three could
+    # have started: the most running at once is what the limit allows.
+    from core import executor
+
+    running, most = 0, 0
+    lock = threading.Lock()
+    release = threading.Event()
+
+    def call() -> None:
+        nonlocal running, most
+        with lock:
+            running += 1
+            most = max(most, running)
+            if most == 3:
+                release.set()
+        release.wait(0.5)
+        with lock:
+            running -= 1
+
+    async def scenario() -> None:
+        calls = executor.BlockingCalls()
+        await asyncio.gather(*(calls.run(1, call) for _ in range(3)))
+
+    executor.configure(inline_budget=0, calls_per_model=limit)
+    try:
+        asyncio.run(scenario())
+    finally:
+        executor.configure(inline_budget=0.001)
+    assert most == expected

@@ -90,13 +90,16 @@ async def run_in_thread(function: Callable[..., T], *args: Any) -> T:
 
 # Calls measured below this many seconds (for inputs of their size) run inline.
 _inline_budget = 0.001
+_calls_per_model: int | None = None
 
 
-def configure(inline_budget: float) -> None:
+def configure(inline_budget: float, calls_per_model: int | None = None) -> None:
     """Set the inline budget (seconds) of every `BlockingCalls`; 0 sends every
-    call to the thread pool."""
-    global _inline_budget
+    call to the thread pool. `calls_per_model`: how many of one model's
+    framework calls may run in threads at once (None: no limit)."""
+    global _inline_budget, _calls_per_model
     _inline_budget = inline_budget
+    _calls_per_model = calls_per_model
 
 
 class BlockingCalls:
@@ -116,6 +119,7 @@ class BlockingCalls:
 
     def __init__(self) -> None:
         self._estimates: dict[int, float] = {}
+        self._slots: asyncio.Semaphore | None = None
 
     async def run(self, size: int, function: Callable[..., T], *args: Any) -> T:
         bucket = size.bit_length()
@@ -126,7 +130,13 @@ class BlockingCalls:
                 return function(*args)
             finally:
                 self._record(bucket, time.perf_counter() - start)
-        timed: tuple[T, float] = await _pool.submit(_timed, function, args)
+        if _calls_per_model is None:
+            timed: tuple[T, float] = await _pool.submit(_timed, function, args)
+        else:
+            if self._slots is None:
+                self._slots = asyncio.Semaphore(_calls_per_model)
+            async with self._slots:
+                timed = await _pool.submit(_timed, function, args)
         self._record(bucket, timed[1])
         return timed[0]
 

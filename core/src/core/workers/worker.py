@@ -209,7 +209,11 @@ def main(argv: list[str] | None = None) -> None:
     # sees its connection close and exits.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    executor.configure(inline_budget=settings.inline_predict_budget)
+    # One framework call of a model at a time in a worker: the pool's
+    # processes give the parallelism, while threads of one process only
+    # contend for the GIL (a 200-tree forest's predict measured 42 ms of CPU
+    # with 6 at once in one worker, 14 ms alone: benchmarks/RESULTS.md).
+    executor.configure(inline_budget=settings.inline_predict_budget, calls_per_model=1)
     try:
         import uvloop
     except ImportError:
