@@ -25,7 +25,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -80,6 +80,7 @@ class Payload:
     name: str
     rows: int
     body: bytes
+    path: str = INFER_PATH  # where it is POSTed
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,7 @@ class Server:
     cwd: Path
     port: int
     grpc_port: int = 0
+    pid: int = 0  # set once started (see server_rounds)
 
 
 @dataclass
@@ -218,11 +220,13 @@ def core_skip_reason(python: Path) -> str | None:
     return None
 
 
-def core_server(python: Path, model_dir: Path, workdir: Path) -> Server:
+def core_server(python: Path, model_dir: Path, workdir: Path, options: Sequence[str] = ()) -> Server:
+    """`core start` with the method's fixed options, then `options`."""
     port, grpc_port = free_port(), free_port()
     cmd = [str(python), "-m", "core", "start", str(model_dir), "--http-port", str(port)]
     # Loopback only, and no clash with the default gRPC/metrics ports (8081/8082).
     cmd += ["--host", "127.0.0.1", "--grpc-port", str(grpc_port), "--metrics-port", str(free_port())]
+    cmd += options
     return Server("core", cmd, workdir, port, grpc_port)
 
 
@@ -290,7 +294,7 @@ def wait_ready(proc: subprocess.Popen[bytes], port: int, timeout: float) -> None
 
 
 @contextlib.contextmanager
-def running(server: Server, log_path: Path, ready_timeout: float) -> Iterator[None]:
+def running(server: Server, log_path: Path, ready_timeout: float) -> Iterator[subprocess.Popen[bytes]]:
     with log_path.open("wb") as log:
         # Own session so that stopping it also stops any children it spawned.
         proc = subprocess.Popen(
@@ -303,7 +307,7 @@ def running(server: Server, log_path: Path, ready_timeout: float) -> Iterator[No
         )
     try:
         wait_ready(proc, server.port, ready_timeout)
-        yield
+        yield proc
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)
@@ -325,7 +329,7 @@ def log_tail(path: Path, lines: int = 30) -> str:
 def preflight(port: int, payload: Payload) -> tuple[str, list[object] | None]:
     """One request outside wrk: status, OIP shape and predictions. Returns (error, predictions)."""
     try:
-        status, body = http("POST", port, INFER_PATH, payload.body, timeout=30)
+        status, body = http("POST", port, payload.path, payload.body, timeout=30)
     except OSError as exc:  # connection refused/reset, timeout
         return f"request failed: {exc}", None
     if status != 200:
@@ -372,8 +376,8 @@ def parse_wrk(out: str, server: str, payload: str, error: str) -> Result:
     )
 
 
-def run_wrk(port: int, lua: Path, args: argparse.Namespace, duration: int) -> str:
-    url = f"http://127.0.0.1:{port}{INFER_PATH}"
+def run_wrk(port: int, lua: Path, args: argparse.Namespace, duration: int, path: str = INFER_PATH) -> str:
+    url = f"http://127.0.0.1:{port}{path}"
     cmd = ["wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{duration}s"]
     cmd += ["--latency", "-s", str(lua), url]
     run = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=duration + 60)
@@ -404,8 +408,8 @@ def server_rounds(
             log_path = folder / f"{name}.log"
             print(f"[round {round_number}] [{name}] starting: {' '.join(server.cmd)}", flush=True)
             try:
-                with running(server, log_path, ready_timeout):
-                    yield round_number, server
+                with running(server, log_path, ready_timeout) as proc:
+                    yield round_number, replace(server, pid=proc.pid)
             except StartError as exc:
                 failures.append(name)
                 print(f"[{name}] failed to start: {exc}\n{log_tail(log_path)}", file=sys.stderr, flush=True)
@@ -453,8 +457,8 @@ def measure(
             first, expected = seen.setdefault(payload.name, (server.name, predictions))
             if not error and predictions != expected:
                 error = f"predictions differ from {first}"
-        run_wrk(server.port, lua, args, args.warmup)  # warm-up, discarded
-        out = run_wrk(server.port, lua, args, args.duration)
+        run_wrk(server.port, lua, args, args.warmup, payload.path)  # warm-up, discarded
+        out = run_wrk(server.port, lua, args, args.duration, payload.path)
         result = parse_wrk(out, server.name, payload.name, error)
         result.round = round_number
         status = "ok" if result.valid else f"INVALID {error}"
@@ -496,31 +500,42 @@ def medians(results: list[Result]) -> list[Result]:
     return summary
 
 
-def ratios(results: list[Result], payloads: list[Payload]) -> list[dict[str, object]]:
+# (numerator, denominator) servers of the req/s ratios reported.
+REFERENCE_PAIRS = (("core", "mlserver"), ("core", "bare"))
+
+
+def ratios(
+    results: list[Result], payloads: list[Payload], pairs: Sequence[tuple[str, str]] = REFERENCE_PAIRS
+) -> list[dict[str, object]]:
     by_key = {(r.server, r.payload): r for r in results}
     out: list[dict[str, object]] = []
     for payload in payloads:
-        core = by_key.get(("core", payload.name))
-        for ref in ("mlserver", "bare"):
+        for name, ref in pairs:
+            this = by_key.get((name, payload.name))
             other = by_key.get((ref, payload.name))
-            if core and other and other.requests_per_s:
+            if this and other and other.requests_per_s:
                 out.append(
                     {
                         "payload": payload.name,
-                        "ratio": f"core/{ref}",
-                        "value": core.requests_per_s / other.requests_per_s,
+                        "ratio": f"{name}/{ref}",
+                        "value": this.requests_per_s / other.requests_per_s,
                     }
                 )
     return out
 
 
-def report(results: list[Result], payloads: list[Payload], markdown: bool) -> list[dict[str, object]]:
+def report(
+    results: list[Result],
+    payloads: list[Payload],
+    markdown: bool,
+    pairs: Sequence[tuple[str, str]] = REFERENCE_PAIRS,
+) -> list[dict[str, object]]:
     """Every round, then the medians and their ratios (returned)."""
     rounds = sorted({r.round for r in results})
     for number in rounds:
         ratio_cells = [
             [str(r["payload"]), str(r["ratio"]), f"{r['value']:.2f}"]
-            for r in ratios([r for r in results if r.round == number], payloads)
+            for r in ratios([r for r in results if r.round == number], payloads, pairs)
         ]
         if ratio_cells:
             print(f"\nround {number}:\n" + table(["payload", "req/s ratio", "value"], ratio_cells, markdown))
@@ -540,7 +555,7 @@ def report(results: list[Result], payloads: list[Payload], markdown: bool) -> li
     if rows:
         headers = ["server", "payload", "req/s", "p50 ms", "p99 ms", "non-2xx", "valid"]
         print(f"\nmedian of {len(rounds)} round(s):\n" + table(headers, rows, markdown))
-    ratio_rows = ratios(summary, payloads)
+    ratio_rows = ratios(summary, payloads, pairs)
     if ratio_rows:
         cells = [[str(r["payload"]), str(r["ratio"]), f"{r['value']:.2f}"] for r in ratio_rows]
         print("\n" + table(["payload", "req/s ratio (medians)", "value"], cells, markdown))
