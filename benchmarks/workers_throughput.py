@@ -27,6 +27,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -109,6 +110,108 @@ def workers_server(python: Path, model_dir: Path, folder: Path, workers: int) ->
     return replace(server, name=f"workers-{workers}")
 
 
+# --------------------------------------------------------------------------- processes
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    """/proc/<pid>/stat from field 3 (state) on: the command, field 2, may
+    hold spaces and parentheses, so the fields follow the last ')'."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None  # gone meanwhile
+
+
+def processes(root: int) -> dict[int, str]:
+    """The server `root` and its descendants, by pid: "server", "worker N",
+    or the program's name."""
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (fields := _stat_fields(int(entry.name))):
+            parents[int(entry.name)] = int(fields[1])
+    tree, frontier = [root], [root]
+    while frontier:
+        frontier = [pid for pid, parent in parents.items() if parent in frontier]
+        tree += frontier
+    roles = {}
+    for pid in tree:
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        roles[pid] = "server" if pid == root else Path(argv[0]).name
+        if "core.workers.worker" in argv and "--index" in argv:
+            roles[pid] = f"worker {argv[argv.index('--index') + 1]}"
+    return roles
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of every thread of `pid` so far."""
+    fields = _stat_fields(pid)
+    return 0.0 if fields is None else (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+# --------------------------------------------------------------------------- CPU per request
+
+
+@dataclass
+class CpuCost:
+    """CPU time per request of each process of a server, over one short load run."""
+
+    config: str
+    load: str
+    requests: int
+    us_per_request: dict[str, float]
+    round: int = 1
+    valid: bool = True
+
+
+def cpu_probe(server: Server, load: str, run_load: Callable[[], Result], round_number: int) -> CpuCost:
+    roles = processes(server.pid)
+    before = {pid: cpu_seconds(pid) for pid in roles}
+    result = run_load()
+    costs = {
+        roles[pid]: (cpu_seconds(pid) - start) / max(result.requests, 1) * 1e6
+        for pid, start in before.items()
+    }
+    total = sum(costs.values())
+    print(
+        f"[round {round_number}] [{server.name}] {load} CPU per request: "
+        + ", ".join(f"{role} {us:.0f} us" for role, us in costs.items())
+        + f", total {total:.0f} us ({result.requests} requests)"
+        + ("" if result.valid else " INVALID"),
+        flush=True,
+    )
+    return CpuCost(server.name, load, result.requests, costs, round_number, result.valid)
+
+
+def report_cpu(costs: list[CpuCost], markdown: bool) -> list[dict[str, object]]:
+    """Per configuration and load, the median over the rounds of each process's µs per request."""
+    groups: dict[tuple[str, str], list[CpuCost]] = {}
+    for cost in costs:
+        groups.setdefault((cost.config, cost.load), []).append(cost)
+    roles = sorted({role for cost in costs for role in cost.us_per_request}, key=lambda r: (r != "server", r))
+    rows: list[dict[str, object]] = []
+    for (config, load), group in groups.items():
+        row: dict[str, object] = {"config": config, "load": load}
+        for role in roles:
+            values = [c.us_per_request[role] for c in group if role in c.us_per_request]
+            if values:
+                row[role] = statistics.median(values)
+        row["total"] = statistics.median(sum(c.us_per_request.values()) for c in group)
+        row["valid"] = all(c.valid for c in group)
+        rows.append(row)
+    headers = ["config", "load", *(f"{role} µs" for role in roles), "total µs", "valid"]
+    cells = [
+        [str(r["config"]), str(r["load"])]
+        + [f"{r[role]:.0f}" if role in r else "-" for role in [*roles, "total"]]
+        + ["ok" if r["valid"] else "INVALID"]
+        for r in rows
+    ]
+    print("\nCPU time per request (median of the rounds):\n" + rt.table(headers, cells, markdown))
+    return rows
+
+
 # --------------------------------------------------------------------------- memory
 
 
@@ -126,24 +229,6 @@ class Memory:
     note: str = ""
 
 
-def process_tree(root: int) -> list[int]:
-    """`root` and its descendants, from the parent pids in /proc."""
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                # The command may hold spaces and parentheses: fields follow the last ')'.
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except (OSError, IndexError):
-                continue  # gone meanwhile
-            parents[int(entry.name)] = int(fields[1])
-    tree, frontier = [root], [root]
-    while frontier:
-        frontier = [pid for pid, parent in parents.items() if parent in frontier]
-        tree += frontier
-    return tree
-
-
 def kb_field(path: Path, name: str) -> int | None:
     try:
         for line in path.read_text().splitlines():
@@ -155,24 +240,19 @@ def kb_field(path: Path, name: str) -> int | None:
 
 
 def read_memory(root: int, config: str, moment: str) -> Memory:
-    processes = []
-    for pid in process_tree(root):
+    found = []
+    for pid, role in processes(root).items():
         rss = kb_field(Path(f"/proc/{pid}/status"), "VmRSS")
-        if rss is None:
-            continue
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
-        role = "server" if pid == root else Path(argv[0]).name
-        if "core.workers.worker" in argv and "--index" in argv:
-            role = f"worker {argv[argv.index('--index') + 1]}"
-        pss = kb_field(Path(f"/proc/{pid}/smaps_rollup"), "Pss")
-        processes.append({"pid": pid, "role": role, "rss_kb": rss, "pss_kb": pss})
-    pss_values = [p["pss_kb"] for p in processes]
+        if rss is not None:
+            pss = kb_field(Path(f"/proc/{pid}/smaps_rollup"), "Pss")
+            found.append({"pid": pid, "role": role, "rss_kb": rss, "pss_kb": pss})
+    pss_values = [p["pss_kb"] for p in found]
     return Memory(
         config=config,
         moment=moment,
-        rss_kb=sum(p["rss_kb"] for p in processes),
+        rss_kb=sum(p["rss_kb"] for p in found),
         pss_kb=None if None in pss_values else sum(pss_values),
-        processes=processes,
+        processes=found,
     )
 
 
@@ -301,6 +381,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated: {','.join(SECTIONS)}")
     parser.add_argument("--model-dir", type=Path, default=rt.REPO / "examples" / "iris")
     parser.add_argument(
+        "--cpu-probe",
+        type=int,
+        default=3,
+        help="seconds of load after each measurement to count CPU time per request (0: none)",
+    )
+    parser.add_argument(
         "--settle", type=float, default=1.0, help="seconds of quiet before each memory reading"
     )
     parser.add_argument("--ready-timeout", type=float, default=180)
@@ -335,6 +421,31 @@ class Run:
         self.document[key] = [asdict(r) for r in results]
         self.valid &= all(r.valid for r in results)
 
+    def wrk_probe(
+        self, server: Server, payload: Payload, lua: Path, load: argparse.Namespace, round_number: int
+    ) -> list[CpuCost]:
+        """CPU per request under wrk, after the measurement (none if --cpu-probe 0)."""
+        if not self.args.cpu_probe:
+            return []
+
+        def run() -> Result:
+            out = rt.run_wrk(server.port, lua, load, self.args.cpu_probe, payload.path)
+            return rt.parse_wrk(out, server.name, payload.name, "")
+
+        return [cpu_probe(server, f"REST {payload.name}", run, round_number)]
+
+    def h2load_probe(self, server: Server, payload: Payload, body: Path, round_number: int) -> list[CpuCost]:
+        """CPU per request under h2load, after the measurement (none if --cpu-probe 0)."""
+        if not self.args.cpu_probe:
+            return []
+
+        def run() -> Result:
+            log = body.with_suffix(".probe.log")
+            out = gt.run_h2load(server.grpc_port, body, self.args, self.args.cpu_probe, log)
+            return gt.parse_h2load(out, log, server.name, payload.name, "", 0)
+
+        return [cpu_probe(server, f"gRPC {payload.name}", run, round_number)]
+
     def overhead(self, rest: bool, grpc: bool) -> None:
         args = self.args
         core_dir, artifact, iris = rt.prepare_model(args.model_dir.resolve(), self.workdir, [self.python])
@@ -352,11 +463,14 @@ class Run:
         }
         rest_results: list[Result] = []
         grpc_results: list[Result] = []
+        costs: list[CpuCost] = []
         for round_number, server in self.rounds("overhead", factories):
             if rest:
                 rest_results += rt.measure(server, [payload], [lua], args, rest_seen, round_number)
+                costs += self.wrk_probe(server, payload, lua, args, round_number)
             if grpc:
                 grpc_results += gt.measure_grpc(server, [grpc_payload], [body], args, grpc_seen, round_number)
+                costs += self.h2load_probe(server, grpc_payload, body, round_number)
         if rest_results:
             print("\n== (a) pool overhead, REST, iris 1-row FP32: 1 worker vs 0")
             self.document["overhead_ratios"] = rt.report(
@@ -369,6 +483,9 @@ class Run:
                 grpc_results, [grpc_payload], args.markdown, OVERHEAD_PAIRS
             )
             self.record("grpc_overhead_results", grpc_results)
+        if costs:
+            self.document["overhead_cpu"] = report_cpu(costs, args.markdown)
+            self.record("overhead_cpu_rounds", costs)
 
     def scaling(self) -> None:
         args = self.args
@@ -387,11 +504,16 @@ class Run:
             for n in (1, 2, 0)
         }
         results: list[Result] = []
+        costs: list[CpuCost] = []
         for round_number, server in self.rounds("scaling", factories):
             results += rt.measure(server, [payload], [lua], load, seen, round_number)
+            costs += self.wrk_probe(server, payload, lua, load, round_number)
         print(f"\n== (b) scaling, 200-tree forest, 1000-row FP64, wrk -c{load.connections}: 2 workers vs 1")
         self.document["scaling_ratios"] = rt.report(results, [payload], args.markdown, SCALING_PAIRS)
         self.record("scaling_results", results)
+        if costs:
+            self.document["scaling_cpu"] = report_cpu(costs, args.markdown)
+            self.record("scaling_cpu_rounds", costs)
 
     def memory(self) -> None:
         args = self.args
