@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -247,43 +245,28 @@ def report_binary(results: list[Result], markdown: bool) -> list[dict[str, objec
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--duration", type=int, default=10, help="seconds of measurement per payload")
-    parser.add_argument("--warmup", type=int, default=2, help="seconds of warm-up per payload")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds in rotating order; medians reported")
-    parser.add_argument("--connections", type=int, default=16)
-    parser.add_argument("--threads", type=int, default=2)
+    parser = rt.method_parser(__doc__)
     parser.add_argument("--parts", default="grpc,rest-binary", help="comma-separated: grpc,rest-binary")
     parser.add_argument(
         "--typed",
         action="store_true",
         help="send typed contents (fp32/fp64_contents) instead of raw_input_contents to both servers",
     )
-    parser.add_argument("--model-dir", type=Path, default=rt.REPO / "examples" / "iris")
-    parser.add_argument("--ready-timeout", type=float, default=90)
-    parser.add_argument("--output", type=Path, help="write results as JSON to this path")
-    parser.add_argument("--markdown", action="store_true", help="print tables as markdown")
     args = parser.parse_args()
-    args.parts = [p.strip() for p in args.parts.split(",") if p.strip()]
-    if unknown := set(args.parts) - {"grpc", "rest-binary"}:
-        parser.error(f"unknown part(s): {', '.join(sorted(unknown))}")
+    args.parts = rt.comma_list(parser, "--parts", args.parts, ["grpc", "rest-binary"])
     return args
+
+
+# The load generators, by Debian package.
+TOOLS = {"h2load": "nghttp2-client", "wrk": "wrk"}
 
 
 def main() -> int:
     args = parse_args()
     started = time.monotonic()
-    for tool, package in (("h2load", "nghttp2-client"), ("wrk", "wrk")):
-        if shutil.which(tool) is None:
-            print(
-                f"error: `{tool}` not found; install it with: apt-get install -y {package}", file=sys.stderr
-            )
-            return 2
-    load_before = os.getloadavg()[0]
-    if load_before > 0.5 * (os.cpu_count() or 1):
-        print(f"warning: machine is busy (load average {load_before:.2f}): results will be noisy")
+    load_before = rt.check_machine(TOOLS)
+    if load_before is None:
+        return 2
     core_python = Path(sys.executable)  # this script needs core's venv anyway
     grpc_on, binary_on = "grpc" in args.parts, "rest-binary" in args.parts
     pythons = [core_python] + ([rt.ensure_mlserver_venv(rt.MLSERVER_VENV)] if grpc_on else [])

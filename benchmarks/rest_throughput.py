@@ -565,16 +565,16 @@ def report(
 # --------------------------------------------------------------------------- main
 
 
-def parse_args() -> argparse.Namespace:
+def method_parser(description: str | None) -> argparse.ArgumentParser:
+    """The options of the fixed method, shared by every benchmark script;
+    each script adds its own."""
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        description=description, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
         "--duration", type=int, default=10, help="seconds of measurement per payload (default 10)"
     )
-    parser.add_argument(
-        "--warmup", type=int, default=2, help="seconds of wrk warm-up per payload (default 2)"
-    )
+    parser.add_argument("--warmup", type=int, default=2, help="seconds of warm-up per payload (default 2)")
     parser.add_argument(
         "--rounds",
         type=int,
@@ -583,6 +583,40 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--model-dir", type=Path, default=REPO / "examples" / "iris")
+    parser.add_argument(
+        "--ready-timeout", type=float, default=90, help="seconds to wait for /v2/health/ready"
+    )
+    parser.add_argument("--output", type=Path, help="write results as JSON to this path")
+    parser.add_argument("--markdown", action="store_true", help="print tables as markdown")
+    return parser
+
+
+def comma_list(parser: argparse.ArgumentParser, option: str, value: str, known: Sequence[str]) -> list[str]:
+    """The names in a comma-separated option; unknown ones are a usage error."""
+    names = [s.strip() for s in value.split(",") if s.strip()]
+    if unknown := set(names) - set(known):
+        parser.error(f"unknown name(s) in {option}: {', '.join(sorted(unknown))} (known: {','.join(known)})")
+    return names
+
+
+def check_machine(tools: dict[str, str]) -> float | None:
+    """None if a load generator (name -> Debian package) is missing, else the
+    load average, with a warning when the machine is busy: the servers and
+    the load generator need the CPUs to themselves, other load skews them all."""
+    missing = [(tool, package) for tool, package in tools.items() if shutil.which(tool) is None]
+    for tool, package in missing:
+        print(f"error: `{tool}` not found; install it with: apt-get install -y {package}", file=sys.stderr)
+    if missing:
+        return None
+    load = os.getloadavg()[0]
+    if load > 0.5 * (os.cpu_count() or 1):
+        print(f"warning: machine is busy (load average {load:.2f}): results will be noisy")
+    return load
+
+
+def parse_args() -> argparse.Namespace:
+    parser = method_parser(__doc__)
     parser.add_argument(
         "--only", default=",".join(SERVERS), help="comma-separated subset of: core,mlserver,bare"
     )
@@ -592,29 +626,17 @@ def parse_args() -> argparse.Namespace:
         default=REPO / ".venv" / "bin" / "python",
         help="python running core and bare",
     )
-    parser.add_argument("--model-dir", type=Path, default=REPO / "examples" / "iris")
-    parser.add_argument(
-        "--ready-timeout", type=float, default=90, help="seconds to wait for /v2/health/ready"
-    )
-    parser.add_argument("--output", type=Path, help="write results as JSON to this path")
-    parser.add_argument("--markdown", action="store_true", help="print tables as markdown")
     args = parser.parse_args()
-    args.only = [s.strip() for s in args.only.split(",") if s.strip()]
-    if unknown := set(args.only) - set(SERVERS):
-        parser.error(f"unknown server(s) in --only: {', '.join(sorted(unknown))}")
+    args.only = comma_list(parser, "--only", args.only, SERVERS)
     return args
 
 
 def main() -> int:
     args = parse_args()
     started = time.monotonic()
-    if shutil.which("wrk") is None:
-        print("error: `wrk` not found; install it with: apt-get install -y wrk", file=sys.stderr)
+    load_before = check_machine({"wrk": "wrk"})
+    if load_before is None:
         return 2
-    load_before = os.getloadavg()[0]
-    if load_before > 0.5 * (os.cpu_count() or 1):
-        # wrk and the server need the CPUs to themselves; other load skews every server.
-        print(f"warning: machine is busy (load average {load_before:.2f}): results will be noisy")
     core_python: Path = args.core_python
     selected: list[str] = args.only
     if "core" in selected and (reason := core_skip_reason(core_python)):

@@ -26,13 +26,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -185,6 +184,31 @@ def cpu_probe(server: Server, load: str, run_load: Callable[[], Result], round_n
     return CpuCost(server.name, load, result.requests, costs, round_number, result.valid)
 
 
+def wrk_load(
+    server: Server, payload: Payload, lua: Path, load: argparse.Namespace
+) -> Callable[[int], Result]:
+    """wrk on `server` for the seconds given, with no check of its own."""
+
+    def run(seconds: int) -> Result:
+        out = rt.run_wrk(server.port, lua, load, seconds, payload.path)
+        return rt.parse_wrk(out, server.name, payload.name, "")
+
+    return run
+
+
+def h2load_load(
+    server: Server, payload: Payload, body: Path, load: argparse.Namespace
+) -> Callable[[int], Result]:
+    """h2load on `server`'s gRPC port for the seconds given, with no check of its own."""
+
+    def run(seconds: int) -> Result:
+        log = body.with_suffix(".probe.log")
+        out = gt.run_h2load(server.grpc_port, body, load, seconds, log)
+        return gt.parse_h2load(out, log, server.name, payload.name, "", 0)
+
+    return run
+
+
 def report_cpu(costs: list[CpuCost], markdown: bool) -> list[dict[str, object]]:
     """Per configuration and load, the median over the rounds of each process's µs per request."""
     groups: dict[tuple[str, str], list[CpuCost]] = {}
@@ -240,7 +264,7 @@ def kb_field(path: Path, name: str) -> int | None:
 
 
 def read_memory(root: int, config: str, moment: str) -> Memory:
-    found = []
+    found: list[dict[str, Any]] = []
     for pid, role in processes(root).items():
         rss = kb_field(Path(f"/proc/{pid}/status"), "VmRSS")
         if rss is not None:
@@ -367,19 +391,12 @@ def report_memory(samples: list[Memory], markdown: bool) -> list[dict[str, objec
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--duration", type=int, default=10, help="seconds of measurement per payload")
-    parser.add_argument(
-        "--warmup", type=int, default=2, help="seconds of warm-up per payload (memory: of each burst)"
-    )
-    parser.add_argument("--rounds", type=int, default=3, help="rounds in rotating order; medians reported")
-    parser.add_argument("--connections", type=int, default=16, help="wrk/h2load -c (overhead, memory)")
-    parser.add_argument("--scaling-connections", type=int, default=8, help="wrk -c of the scaling section")
-    parser.add_argument("--threads", type=int, default=2)
+    parser = rt.method_parser(__doc__)
+    parser.set_defaults(ready_timeout=180)  # memory: eight replicas of a 45 MB forest
     parser.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated: {','.join(SECTIONS)}")
-    parser.add_argument("--model-dir", type=Path, default=rt.REPO / "examples" / "iris")
+    parser.add_argument(
+        "--scaling-connections", type=int, default=8, help="wrk -c of the scaling section and memory bursts"
+    )
     parser.add_argument(
         "--cpu-probe",
         type=int,
@@ -389,13 +406,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--settle", type=float, default=1.0, help="seconds of quiet before each memory reading"
     )
-    parser.add_argument("--ready-timeout", type=float, default=180)
-    parser.add_argument("--output", type=Path, help="write results as JSON to this path")
-    parser.add_argument("--markdown", action="store_true", help="print tables as markdown")
     args = parser.parse_args()
-    args.only = [s.strip() for s in args.only.split(",") if s.strip()]
-    if unknown := set(args.only) - set(SECTIONS):
-        parser.error(f"unknown section(s) in --only: {', '.join(sorted(unknown))}")
+    args.only = rt.comma_list(parser, "--only", args.only, SECTIONS)
     return args
 
 
@@ -421,30 +433,40 @@ class Run:
         self.document[key] = [asdict(r) for r in results]
         self.valid &= all(r.valid for r in results)
 
-    def wrk_probe(
-        self, server: Server, payload: Payload, lua: Path, load: argparse.Namespace, round_number: int
+    def worker_configs(self, model_dir: Path, counts: Sequence[int]) -> dict[str, Callable[[Path], Server]]:
+        """`workers-N`: `model_dir` served with `--parallel-workers N`, for each N in `counts`."""
+
+        def config(workers: int) -> Callable[[Path], Server]:
+            return lambda folder: workers_server(self.python, model_dir, folder, workers)
+
+        return {f"workers-{n}": config(n) for n in counts}
+
+    def publish(
+        self,
+        key: str,
+        title: str,
+        results: list[Result],
+        payloads: list[Payload],
+        pairs: list[tuple[str, str]],
+    ) -> None:
+        """Print a section's rounds, medians and ratios; keep them for --output."""
+        if results:
+            print(f"\n== {title}")
+            self.document[f"{key}_ratios"] = rt.report(results, payloads, self.args.markdown, pairs)
+            self.record(f"{key}_results", results)
+
+    def publish_cpu(self, key: str, costs: list[CpuCost]) -> None:
+        if costs:
+            self.document[f"{key}_cpu"] = report_cpu(costs, self.args.markdown)
+            self.record(f"{key}_cpu_rounds", costs)
+
+    def probe(
+        self, server: Server, label: str, round_number: int, run: Callable[[int], Result]
     ) -> list[CpuCost]:
-        """CPU per request under wrk, after the measurement (none if --cpu-probe 0)."""
+        """CPU per request over `run(--cpu-probe seconds)` (none if --cpu-probe 0)."""
         if not self.args.cpu_probe:
             return []
-
-        def run() -> Result:
-            out = rt.run_wrk(server.port, lua, load, self.args.cpu_probe, payload.path)
-            return rt.parse_wrk(out, server.name, payload.name, "")
-
-        return [cpu_probe(server, f"REST {payload.name}", run, round_number)]
-
-    def h2load_probe(self, server: Server, payload: Payload, body: Path, round_number: int) -> list[CpuCost]:
-        """CPU per request under h2load, after the measurement (none if --cpu-probe 0)."""
-        if not self.args.cpu_probe:
-            return []
-
-        def run() -> Result:
-            log = body.with_suffix(".probe.log")
-            out = gt.run_h2load(server.grpc_port, body, self.args, self.args.cpu_probe, log)
-            return gt.parse_h2load(out, log, server.name, payload.name, "", 0)
-
-        return [cpu_probe(server, f"gRPC {payload.name}", run, round_number)]
+        return [cpu_probe(server, label, lambda: run(self.args.cpu_probe), round_number)]
 
     def overhead(self, rest: bool, grpc: bool) -> None:
         args = self.args
@@ -457,35 +479,24 @@ class Run:
         body.write_bytes(grpc_payload.body)
         # The gRPC payload holds the same tensor as the REST one.
         rest_seen, grpc_seen = expected(model, payload), expected(model, payload, grpc_payload.name)
-        factories = {
-            f"workers-{n}": lambda folder, n=n: workers_server(self.python, core_dir, folder, n)
-            for n in (0, 1)
-        }
+        factories = self.worker_configs(core_dir, (0, 1))
         rest_results: list[Result] = []
         grpc_results: list[Result] = []
         costs: list[CpuCost] = []
         for round_number, server in self.rounds("overhead", factories):
             if rest:
                 rest_results += rt.measure(server, [payload], [lua], args, rest_seen, round_number)
-                costs += self.wrk_probe(server, payload, lua, args, round_number)
+                costs += self.probe(
+                    server, f"REST {payload.name}", round_number, wrk_load(server, payload, lua, args)
+                )
             if grpc:
                 grpc_results += gt.measure_grpc(server, [grpc_payload], [body], args, grpc_seen, round_number)
-                costs += self.h2load_probe(server, grpc_payload, body, round_number)
-        if rest_results:
-            print("\n== (a) pool overhead, REST, iris 1-row FP32: 1 worker vs 0")
-            self.document["overhead_ratios"] = rt.report(
-                rest_results, [payload], args.markdown, OVERHEAD_PAIRS
-            )
-            self.record("overhead_results", rest_results)
-        if grpc_results:
-            print("\n== (a) pool overhead, gRPC ModelInfer, iris 1-row FP32: 1 worker vs 0")
-            self.document["grpc_overhead_ratios"] = rt.report(
-                grpc_results, [grpc_payload], args.markdown, OVERHEAD_PAIRS
-            )
-            self.record("grpc_overhead_results", grpc_results)
-        if costs:
-            self.document["overhead_cpu"] = report_cpu(costs, args.markdown)
-            self.record("overhead_cpu_rounds", costs)
+                run = h2load_load(server, grpc_payload, body, args)
+                costs += self.probe(server, f"gRPC {grpc_payload.name}", round_number, run)
+        title = "(a) pool overhead, {}, iris 1-row FP32: 1 worker vs 0"
+        self.publish("overhead", title.format("REST"), rest_results, [payload], OVERHEAD_PAIRS)
+        self.publish("grpc_overhead", title.format("gRPC"), grpc_results, [grpc_payload], OVERHEAD_PAIRS)
+        self.publish_cpu("overhead", costs)
 
     def scaling(self) -> None:
         args = self.args
@@ -499,21 +510,17 @@ class Run:
         seen = expected(forest, payload)
         # Enough connections that both workers always have a request waiting.
         load = argparse.Namespace(**{**vars(args), "connections": args.scaling_connections})
-        factories = {
-            f"workers-{n}": lambda f, n=n: workers_server(self.python, folder / "forest", f, n)
-            for n in (1, 2, 0)
-        }
+        factories = self.worker_configs(folder / "forest", (1, 2, 0))
         results: list[Result] = []
         costs: list[CpuCost] = []
         for round_number, server in self.rounds("scaling", factories):
             results += rt.measure(server, [payload], [lua], load, seen, round_number)
-            costs += self.wrk_probe(server, payload, lua, load, round_number)
-        print(f"\n== (b) scaling, 200-tree forest, 1000-row FP64, wrk -c{load.connections}: 2 workers vs 1")
-        self.document["scaling_ratios"] = rt.report(results, [payload], args.markdown, SCALING_PAIRS)
-        self.record("scaling_results", results)
-        if costs:
-            self.document["scaling_cpu"] = report_cpu(costs, args.markdown)
-            self.record("scaling_cpu_rounds", costs)
+            costs += self.probe(
+                server, f"REST {payload.name}", round_number, wrk_load(server, payload, lua, load)
+            )
+        title = f"(b) scaling, 200-tree forest, 1000-row FP64, wrk -c{load.connections}: 2 workers vs 1"
+        self.publish("scaling", title, results, [payload], SCALING_PAIRS)
+        self.publish_cpu("scaling", costs)
 
     def memory(self) -> None:
         args = self.args
@@ -563,15 +570,9 @@ class Run:
 def main() -> int:
     args = parse_args()
     started = time.monotonic()
-    for tool, package in (("h2load", "nghttp2-client"), ("wrk", "wrk")):
-        if shutil.which(tool) is None:
-            print(
-                f"error: `{tool}` not found; install it with: apt-get install -y {package}", file=sys.stderr
-            )
-            return 2
-    load_before = os.getloadavg()[0]
-    if load_before > 0.5 * (os.cpu_count() or 1):
-        print(f"warning: machine is busy (load average {load_before:.2f}): results will be noisy")
+    load_before = rt.check_machine(gt.TOOLS)
+    if load_before is None:
+        return 2
     with tempfile.TemporaryDirectory(prefix="workers-bench-") as tmp:
         run = Run(args, Path(tmp))
         if "overhead" in args.only or "grpc-overhead" in args.only:
