@@ -161,6 +161,7 @@ class CpuCost:
     load: str
     requests: int
     us_per_request: dict[str, float]
+    cores: float  # CPU seconds of all the processes per second of load
     round: int = 1
     valid: bool = True
 
@@ -168,20 +169,23 @@ class CpuCost:
 def cpu_probe(server: Server, load: str, run_load: Callable[[], Result], round_number: int) -> CpuCost:
     roles = processes(server.pid)
     before = {pid: cpu_seconds(pid) for pid in roles}
+    started = time.monotonic()
     result = run_load()
+    elapsed = time.monotonic() - started
     costs = {
         roles[pid]: (cpu_seconds(pid) - start) / max(result.requests, 1) * 1e6
         for pid, start in before.items()
     }
     total = sum(costs.values())
+    cores = total * result.requests / 1e6 / elapsed
     print(
         f"[round {round_number}] [{server.name}] {load} CPU per request: "
         + ", ".join(f"{role} {us:.0f} us" for role, us in costs.items())
-        + f", total {total:.0f} us ({result.requests} requests)"
+        + f", total {total:.0f} us ({result.requests} requests, {cores:.2f} cores busy)"
         + ("" if result.valid else " INVALID"),
         flush=True,
     )
-    return CpuCost(server.name, load, result.requests, costs, round_number, result.valid)
+    return CpuCost(server.name, load, result.requests, costs, cores, round_number, result.valid)
 
 
 def wrk_load(
@@ -223,13 +227,14 @@ def report_cpu(costs: list[CpuCost], markdown: bool) -> list[dict[str, object]]:
             if values:
                 row[role] = statistics.median(values)
         row["total"] = statistics.median(sum(c.us_per_request.values()) for c in group)
+        row["cores"] = statistics.median(c.cores for c in group)
         row["valid"] = all(c.valid for c in group)
         rows.append(row)
-    headers = ["config", "load", *(f"{role} µs" for role in roles), "total µs", "valid"]
+    headers = ["config", "load", *(f"{role} µs" for role in roles), "total µs", "cores busy", "valid"]
     cells = [
         [str(r["config"]), str(r["load"])]
         + [f"{r[role]:.0f}" if role in r else "-" for role in [*roles, "total"]]
-        + ["ok" if r["valid"] else "INVALID"]
+        + [f"{r['cores']:.2f}", "ok" if r["valid"] else "INVALID"]
         for r in rows
     ]
     print("\nCPU time per request (median of the rounds):\n" + rt.table(headers, cells, markdown))
