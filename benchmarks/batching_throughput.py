@@ -127,10 +127,7 @@ def report(results: list[Result], batch_rows: dict[str, list[float]], markdown: 
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    rt.add_run_arguments(parser, connections=64)
+    parser = rt.method_parser(__doc__, connections=64)
     parser.add_argument("--call-ms", type=float, default=5.0, help="the model's cost per call (ms)")
     parser.add_argument("--batch-size", type=int, default=64, help="max_batch_size when batched")
     parser.add_argument("--batch-time", type=float, default=0.01, help="max_batch_time (s) when batched")
@@ -146,7 +143,7 @@ def main() -> int:
     if reason := rt.core_skip_reason(args.core_python):
         print(f"error: {reason}", file=sys.stderr)
         return 2
-    load_before = rt.machine_load()
+    load_before = rt.check_machine({"wrk": "wrk"})
     if load_before is None:
         return 2
 

@@ -244,28 +244,26 @@ def report_binary(results: list[Result], markdown: bool) -> list[dict[str, objec
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    rt.add_run_arguments(parser)
+    parser = rt.method_parser(__doc__)
     parser.add_argument("--parts", default="grpc,rest-binary", help="comma-separated: grpc,rest-binary")
     parser.add_argument(
         "--typed",
         action="store_true",
         help="send typed contents (fp32/fp64_contents) instead of raw_input_contents to every server",
     )
-    parser.add_argument("--model-dir", type=Path, default=rt.REPO / "examples" / "iris")
     args = parser.parse_args()
-    args.parts = [p.strip() for p in args.parts.split(",") if p.strip()]
-    if unknown := set(args.parts) - {"grpc", "rest-binary"}:
-        parser.error(f"unknown part(s): {', '.join(sorted(unknown))}")
+    args.parts = rt.comma_list(parser, "--parts", args.parts, ["grpc", "rest-binary"])
     return args
+
+
+# The load generators, by Debian package.
+TOOLS = {"h2load": "nghttp2-client", "wrk": "wrk"}
 
 
 def main() -> int:
     args = parse_args()
     started = time.monotonic()
-    load_before = rt.machine_load({"h2load": "nghttp2-client", "wrk": "wrk"})
+    load_before = rt.check_machine(TOOLS)
     if load_before is None:
         return 2
     core_python = Path(sys.executable)  # this script needs core's venv anyway

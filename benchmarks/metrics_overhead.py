@@ -156,10 +156,7 @@ def on_off_ratio(results: list[Result]) -> float | None:
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    rt.add_run_arguments(parser, rounds=5)
+    parser = rt.method_parser(__doc__, rounds=5)
     parser.add_argument(
         "--asgi",
         action="store_true",

@@ -25,7 +25,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -80,6 +80,7 @@ class Payload:
     name: str
     rows: int
     body: bytes
+    path: str = INFER_PATH  # where it is POSTed
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,7 @@ class Server:
     cwd: Path
     port: int
     grpc_port: int = 0
+    pid: int = 0  # set once started (see server_rounds)
 
 
 @dataclass
@@ -228,11 +230,13 @@ def core_skip_reason(python: Path) -> str | None:
     return None
 
 
-def core_server(python: Path, model_dir: Path, workdir: Path) -> Server:
+def core_server(python: Path, model_dir: Path, workdir: Path, options: Sequence[str] = ()) -> Server:
+    """`core start` with the method's fixed options, then `options`."""
     port, grpc_port = free_port(), free_port()
     cmd = [str(python), "-m", "core", "start", str(model_dir), "--http-port", str(port)]
     # Loopback only, and no clash with the default gRPC/metrics ports (8081/8082).
     cmd += ["--host", "127.0.0.1", "--grpc-port", str(grpc_port), "--metrics-port", str(free_port())]
+    cmd += options
     return Server("core", cmd, workdir, port, grpc_port)
 
 
@@ -300,7 +304,7 @@ def wait_ready(proc: subprocess.Popen[bytes], port: int, timeout: float) -> None
 
 
 @contextlib.contextmanager
-def running(server: Server, log_path: Path, ready_timeout: float) -> Iterator[None]:
+def running(server: Server, log_path: Path, ready_timeout: float) -> Iterator[subprocess.Popen[bytes]]:
     with log_path.open("wb") as log:
         # Own session so that stopping it also stops any children it spawned.
         proc = subprocess.Popen(
@@ -313,7 +317,7 @@ def running(server: Server, log_path: Path, ready_timeout: float) -> Iterator[No
         )
     try:
         wait_ready(proc, server.port, ready_timeout)
-        yield
+        yield proc
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)
@@ -335,7 +339,7 @@ def log_tail(path: Path, lines: int = 30) -> str:
 def preflight(port: int, payload: Payload) -> tuple[str, list[object] | None]:
     """One request outside wrk: status, OIP shape and predictions. Returns (error, predictions)."""
     try:
-        status, body = http("POST", port, INFER_PATH, payload.body, timeout=30)
+        status, body = http("POST", port, payload.path, payload.body, timeout=30)
     except OSError as exc:  # connection refused/reset, timeout
         return f"request failed: {exc}", None
     if status != 200:
@@ -382,8 +386,8 @@ def parse_wrk(out: str, server: str, payload: str, error: str) -> Result:
     )
 
 
-def run_wrk(port: int, lua: Path, args: argparse.Namespace, duration: int) -> str:
-    url = f"http://127.0.0.1:{port}{INFER_PATH}"
+def run_wrk(port: int, lua: Path, args: argparse.Namespace, duration: int, path: str = INFER_PATH) -> str:
+    url = f"http://127.0.0.1:{port}{path}"
     cmd = ["wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{duration}s"]
     cmd += ["--latency", "-s", str(lua), url]
     run = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=duration + 60)
@@ -414,8 +418,8 @@ def server_rounds(
             log_path = folder / f"{name}.log"
             print(f"[round {round_number}] [{name}] starting: {' '.join(server.cmd)}", flush=True)
             try:
-                with running(server, log_path, ready_timeout):
-                    yield round_number, server
+                with running(server, log_path, ready_timeout) as proc:
+                    yield round_number, replace(server, pid=proc.pid)
             except StartError as exc:
                 failures.append(name)
                 print(f"[{name}] failed to start: {exc}\n{log_tail(log_path)}", file=sys.stderr, flush=True)
@@ -463,8 +467,8 @@ def measure(
             first, expected = seen.setdefault(payload.name, (server.name, predictions))
             if not error and predictions != expected:
                 error = f"predictions differ from {first}"
-        run_wrk(server.port, lua, args, args.warmup)  # warm-up, discarded
-        out = run_wrk(server.port, lua, args, args.duration)
+        run_wrk(server.port, lua, args, args.warmup, payload.path)  # warm-up, discarded
+        out = run_wrk(server.port, lua, args, args.duration, payload.path)
         result = parse_wrk(out, server.name, payload.name, error)
         result.round = round_number
         status = "ok" if result.valid else f"INVALID {error}"
@@ -520,30 +524,42 @@ def medians(results: list[Result]) -> list[Result]:
     return summary
 
 
-def ratios(results: list[Result], payloads: list[Payload]) -> list[dict[str, object]]:
+# (numerator, denominator) servers of the req/s ratios reported.
+REFERENCE_PAIRS = (("core", "mlserver"), ("core", "bare"))
+
+
+def ratios(
+    results: list[Result], payloads: list[Payload], pairs: Sequence[tuple[str, str]] = REFERENCE_PAIRS
+) -> list[dict[str, object]]:
     by_key = {(r.server, r.payload): r for r in results}
     out: list[dict[str, object]] = []
     for payload in payloads:
-        for server, ref in (("core", "mlserver"), ("core", "bare"), ("bare", "mlserver")):
-            this, other = by_key.get((server, payload.name)), by_key.get((ref, payload.name))
+        for name, ref in pairs:
+            this = by_key.get((name, payload.name))
+            other = by_key.get((ref, payload.name))
             if this and other and other.requests_per_s:
                 out.append(
                     {
                         "payload": payload.name,
-                        "ratio": f"{server}/{ref}",
+                        "ratio": f"{name}/{ref}",
                         "value": this.requests_per_s / other.requests_per_s,
                     }
                 )
     return out
 
 
-def report(results: list[Result], payloads: list[Payload], markdown: bool) -> list[dict[str, object]]:
+def report(
+    results: list[Result],
+    payloads: list[Payload],
+    markdown: bool,
+    pairs: Sequence[tuple[str, str]] = REFERENCE_PAIRS,
+) -> list[dict[str, object]]:
     """Every round, then the medians and their ratios (returned)."""
     rounds = sorted({r.round for r in results})
     for number in rounds:
         ratio_cells = [
             [str(r["payload"]), str(r["ratio"]), f"{r['value']:.2f}"]
-            for r in ratios([r for r in results if r.round == number], payloads)
+            for r in ratios([r for r in results if r.round == number], payloads, pairs)
         ]
         if ratio_cells:
             print(f"\nround {number}:\n" + table(["payload", "req/s ratio", "value"], ratio_cells, markdown))
@@ -552,7 +568,7 @@ def report(results: list[Result], payloads: list[Payload], markdown: bool) -> li
     if rows:
         headers = ["server", "payload", *RESULT_HEADERS]
         print(f"\nmedian of {len(rounds)} round(s):\n" + table(headers, rows, markdown))
-    ratio_rows = ratios(summary, payloads)
+    ratio_rows = ratios(summary, payloads, pairs)
     if ratio_rows:
         cells = [[str(r["payload"]), str(r["ratio"]), f"{r['value']:.2f}"] for r in ratio_rows]
         print("\n" + table(["payload", "req/s ratio (medians)", "value"], cells, markdown))
@@ -584,6 +600,18 @@ def add_run_arguments(parser: argparse.ArgumentParser, connections: int = 16, ro
     parser.add_argument("--markdown", action="store_true", help="print tables as markdown")
 
 
+def method_parser(
+    description: str | None, connections: int = 16, rounds: int = 3
+) -> argparse.ArgumentParser:
+    """The options of the fixed method, shared by every benchmark script;
+    each script adds its own."""
+    parser = argparse.ArgumentParser(
+        description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    add_run_arguments(parser, connections, rounds)
+    return parser
+
+
 def wrk_results_document(
     args: argparse.Namespace,
     versions: dict[str, str | None],
@@ -605,11 +633,31 @@ def wrk_results_document(
     }
 
 
+def comma_list(parser: argparse.ArgumentParser, option: str, value: str, known: Sequence[str]) -> list[str]:
+    """The names in a comma-separated option; unknown ones are a usage error."""
+    names = [s.strip() for s in value.split(",") if s.strip()]
+    if unknown := set(names) - set(known):
+        parser.error(f"unknown name(s) in {option}: {', '.join(sorted(unknown))} (known: {','.join(known)})")
+    return names
+
+
+def check_machine(tools: dict[str, str]) -> float | None:
+    """None if a load generator (name -> Debian package) is missing, else the
+    load average, with a warning when the machine is busy: the servers and
+    the load generator need the CPUs to themselves, other load skews them all."""
+    missing = [(tool, package) for tool, package in tools.items() if shutil.which(tool) is None]
+    for tool, package in missing:
+        print(f"error: `{tool}` not found; install it with: apt-get install -y {package}", file=sys.stderr)
+    if missing:
+        return None
+    load = os.getloadavg()[0]
+    if load > 0.5 * (os.cpu_count() or 1):
+        print(f"warning: machine is busy (load average {load:.2f}): results will be noisy")
+    return load
+
+
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    add_run_arguments(parser)
+    parser = method_parser(__doc__)
     parser.add_argument(
         "--only", default=",".join(SERVERS), help="comma-separated subset of: core,mlserver,bare"
     )
@@ -620,33 +668,14 @@ def parse_args() -> argparse.Namespace:
         help="python running core and bare",
     )
     args = parser.parse_args()
-    args.only = [s.strip() for s in args.only.split(",") if s.strip()]
-    if unknown := set(args.only) - set(SERVERS):
-        parser.error(f"unknown server(s) in --only: {', '.join(sorted(unknown))}")
+    args.only = comma_list(parser, "--only", args.only, SERVERS)
     return args
-
-
-def machine_load(tools: dict[str, str] | None = None) -> float | None:
-    """The load average before a run, with a warning when the machine is busy;
-    None (reported) when a load generator is missing. `tools`: each binary
-    and the Debian package that has it."""
-    for tool, package in (tools or {"wrk": "wrk"}).items():
-        if shutil.which(tool) is None:
-            print(
-                f"error: `{tool}` not found; install it with: apt-get install -y {package}", file=sys.stderr
-            )
-            return None
-    load_before = os.getloadavg()[0]
-    if load_before > 0.5 * (os.cpu_count() or 1):
-        # The load generator and the server need the CPUs to themselves; other load skews every server.
-        print(f"warning: machine is busy (load average {load_before:.2f}): results will be noisy")
-    return load_before
 
 
 def main() -> int:
     args = parse_args()
     started = time.monotonic()
-    load_before = machine_load()
+    load_before = check_machine({"wrk": "wrk"})
     if load_before is None:
         return 2
     core_python: Path = args.core_python
