@@ -600,9 +600,7 @@ def add_run_arguments(parser: argparse.ArgumentParser, connections: int = 16, ro
     parser.add_argument("--markdown", action="store_true", help="print tables as markdown")
 
 
-def method_parser(
-    description: str | None, connections: int = 16, rounds: int = 3
-) -> argparse.ArgumentParser:
+def method_parser(description: str | None, connections: int = 16, rounds: int = 3) -> argparse.ArgumentParser:
     """The options of the fixed method, shared by every benchmark script;
     each script adds its own."""
     parser = argparse.ArgumentParser(
