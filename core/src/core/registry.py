@@ -60,6 +60,9 @@ class ModelRegistry:
         # artifacts in threads, and two threads importing the same framework
         # for the first time fail with "partially initialized module" errors.
         self._loading = asyncio.Lock()
+        # Whether any instance ever loaded lives in worker processes: until
+        # then, transports need not look for a worker to hand requests to.
+        self.hosts_workers = False
 
     def get(self, name: str, version: str | None = None) -> Model:
         """The model that serves a request; 404 when unknown, 503 when not ready."""
@@ -108,7 +111,9 @@ class ModelRegistry:
                         loaded = await new_model.load()
                 if loaded is False:
                     raise ModelLoadError("load() returned False")
-                if not isinstance(new_model, WorkerModel):  # batching runs in its workers
+                if isinstance(new_model, WorkerModel):  # batching runs in its workers
+                    self.hosts_workers = True
+                else:
                     batching.attach(new_model)
                 new_model.ready = True
             except Exception as error:

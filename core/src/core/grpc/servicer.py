@@ -68,16 +68,21 @@ class InferenceServicer:
 
         async def infer() -> bytes:
             headers = request_headers(context)
-            model = self.dataplane.model(*infer_target(data))
-            if isinstance(model, WorkerModel):
-                message, metadata = await model.infer_grpc(headers, data)
-            else:
-                message, metadata = await infer_message(self.dataplane, data, headers)
+            message, metadata = await self._infer(data, headers)
             if metadata:
                 await context.send_initial_metadata(metadata)
             return message
 
         return await _guarded(context, infer())
+
+    async def _infer(self, data: bytes, headers: dict[str, str]) -> tuple[bytes, tuple[tuple[str, str], ...]]:
+        # Reading the target first costs a second parse: only worth it once
+        # some model lives in a worker.
+        if self.dataplane.registry.hosts_workers:
+            model = self.dataplane.model(*infer_target(data))
+            if isinstance(model, WorkerModel):
+                return await model.infer_grpc(headers, data)
+        return await infer_message(self.dataplane, data, headers)
 
     async def ModelStreamInfer(
         self, requests: AsyncIterator[bytes], context: Any
