@@ -47,6 +47,31 @@ def build_local(settings: ModelSettings) -> Model:
     return resolve_implementation(settings)(settings)
 
 
+async def load_instance(model: Model) -> None:
+    """Load one instance and let it serve: `load()` in the model's context,
+    its batcher attached (a worker proxy's batching runs in its workers), and
+    marked ready. Raises what `load()` raised; ModelLoadError when it
+    returned False. The registry and the worker processes both load so."""
+    with model_context(model):
+        loaded = await model.load()
+    if loaded is False:
+        raise ModelLoadError("load() returned False")
+    if not isinstance(model, WorkerModel):
+        batching.attach(model)
+    model.ready = True
+
+
+async def unload_instance(model: Model) -> None:
+    """Stop an instance serving, run its queued requests, unload it; a
+    failing `unload()` is logged, not raised."""
+    model.ready = False
+    await batching.detach(model)
+    try:
+        await model.unload()
+    except Exception:
+        logger.exception("model '%s' failed to unload cleanly", model.name)
+
+
 class ModelRegistry:
     def __init__(self, build: Callable[[ModelSettings], Model] = build_local) -> None:
         # Makes the instance for a model's settings: the runtime itself, or a
@@ -107,15 +132,9 @@ class ModelRegistry:
             try:
                 async with self._loading:
                     new_model = model or self._build(settings)
-                    with model_context(new_model):
-                        loaded = await new_model.load()
-                if loaded is False:
-                    raise ModelLoadError("load() returned False")
-                if isinstance(new_model, WorkerModel):  # batching runs in its workers
+                    await load_instance(new_model)
+                if isinstance(new_model, WorkerModel):
                     self.hosts_workers = True
-                else:
-                    batching.attach(new_model)
-                new_model.ready = True
             except Exception as error:
                 reason = error.message if isinstance(error, CoreError) else f"{type(error).__name__}: {error}"
                 logger.error("model '%s' failed to load: %s", settings.name, reason)
@@ -129,7 +148,7 @@ class ModelRegistry:
             self._update_default(settings.name)
             logger.info("model '%s' version %s is ready", settings.name, settings.version)
         if old_model is not None:
-            await self._unload_instance(old_model)
+            await unload_instance(old_model)
         return True
 
     async def unload(self, name: str, version: str | None = None) -> None:
@@ -142,7 +161,7 @@ class ModelRegistry:
                 entry.state = State.UNLOADING
             for entry in targets:
                 if entry.model is not None:
-                    await self._unload_instance(entry.model)
+                    await unload_instance(entry.model)
                 del versions[entry.version]
             if not versions:
                 del self._entries[name]
@@ -161,13 +180,3 @@ class ModelRegistry:
 
     def _lock(self, name: str) -> asyncio.Lock:
         return self._locks.setdefault(name, asyncio.Lock())
-
-    @staticmethod
-    async def _unload_instance(model: Model) -> None:
-        model.ready = False
-        # Its queued requests run before the model unloads.
-        await batching.detach(model)
-        try:
-            await model.unload()
-        except Exception:
-            logger.exception("model '%s' failed to unload cleanly", model.name)

@@ -16,14 +16,13 @@ from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .. import batching, executor
+from .. import executor
 from ..errors import CoreError, ModelLoadError, ModelNotReady
 from ..grpc.infer import infer_message
 from ..logs import configure_logging
 from ..model import Model
-from ..model_context import model_context
 from ..observability import Observability
-from ..registry import ModelEntry
+from ..registry import ModelEntry, load_instance, unload_instance
 from ..repository.implementation import resolve_implementation
 from ..rest.fast_infer import respond_infer
 from ..settings import ModelSettings, Settings
@@ -157,29 +156,18 @@ class Worker:
         try:
             async with self._loading:
                 model = resolve_implementation(settings)(settings)
-                with model_context(model):
-                    loaded = await model.load()
+                await load_instance(model)
         except CoreError:
             raise
         except Exception as error:
             logger.exception("model '%s' failed to load", settings.name)
             raise ModelLoadError(f"{type(error).__name__}: {error}") from None
-        if loaded is False:
-            raise ModelLoadError("load() returned False")
-        batching.attach(model)
-        model.ready = True
         self.models.instances[uid] = model
 
     async def _unload(self, uid: str) -> None:
         model = self.models.instances.pop(uid, None)
-        if model is None:
-            return
-        model.ready = False
-        try:
-            await batching.detach(model)
-            await model.unload()
-        except Exception:
-            logger.exception("model '%s' failed to unload cleanly", model.name)
+        if model is not None:
+            await unload_instance(model)
 
 
 async def serve(fd: int, settings: Settings) -> None:
