@@ -37,7 +37,7 @@ from rest_throughput import Payload, Predictions, Result, Server
 
 from core.grpc.generated import inference_pb2 as pb
 
-GRPC_SERVERS = ("core", "mlserver", "bare")
+GRPC_SERVERS = ("core", "core-in-process", "mlserver", "bare")  # as in rest_throughput.py
 GRPC_METHOD = "/inference.GRPCInferenceService/ModelInfer"
 BINARY_NAME = "1000-row FP64 binary"
 JSON_NAME = "1000-row FP64 JSON"
@@ -300,6 +300,9 @@ def main() -> int:
 
         factories: dict[str, Callable[[Path], Server]] = {
             "core": lambda folder: rt.core_server(core_python, core_dir, folder),
+            "core-in-process": lambda folder: rt.core_server(
+                core_python, core_dir, folder, rt.IN_PROCESS, "core-in-process"
+            ),
             "mlserver": lambda folder: rt.mlserver_server(pythons[-1], artifact, folder),
             "bare": lambda folder: bare_grpc_server(core_python, artifact, folder),
         }

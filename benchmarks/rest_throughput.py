@@ -32,7 +32,11 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-SERVERS = ("core", "mlserver", "bare")
+# core: its default settings (one worker process); core-in-process:
+# `--parallel-workers 0`, the models in the server process like MLServer's
+# (`parallel_workers: 0`) and the bare app's.
+SERVERS = ("core", "core-in-process", "mlserver", "bare")
+IN_PROCESS = ["--parallel-workers", "0"]
 MODEL_NAME = "iris"
 INFER_PATH = f"/v2/models/{MODEL_NAME}/infer"
 READY_PATH = "/v2/health/ready"
@@ -230,14 +234,16 @@ def core_skip_reason(python: Path) -> str | None:
     return None
 
 
-def core_server(python: Path, model_dir: Path, workdir: Path, options: Sequence[str] = ()) -> Server:
+def core_server(
+    python: Path, model_dir: Path, workdir: Path, options: Sequence[str] = (), name: str = "core"
+) -> Server:
     """`core start` with the method's fixed options, then `options`."""
     port, grpc_port = free_port(), free_port()
     cmd = [str(python), "-m", "core", "start", str(model_dir), "--http-port", str(port)]
     # Loopback only, and no clash with the default gRPC/metrics ports (8081/8082).
     cmd += ["--host", "127.0.0.1", "--grpc-port", str(grpc_port), "--metrics-port", str(free_port())]
     cmd += options
-    return Server("core", cmd, workdir, port, grpc_port)
+    return Server(name, cmd, workdir, port, grpc_port)
 
 
 def mlserver_server(python: Path, artifact: Path, workdir: Path) -> Server:
@@ -525,7 +531,9 @@ def medians(results: list[Result]) -> list[Result]:
 
 
 # (numerator, denominator) servers of the req/s ratios reported.
-REFERENCE_PAIRS = (("core", "mlserver"), ("core", "bare"))
+REFERENCE_PAIRS = tuple(
+    (name, reference) for name in ("core", "core-in-process") for reference in ("mlserver", "bare")
+)
 
 
 def ratios(
@@ -657,7 +665,7 @@ def check_machine(tools: dict[str, str]) -> float | None:
 def parse_args() -> argparse.Namespace:
     parser = method_parser(__doc__)
     parser.add_argument(
-        "--only", default=",".join(SERVERS), help="comma-separated subset of: core,mlserver,bare"
+        "--only", default=",".join(SERVERS), help="comma-separated subset of: " + ",".join(SERVERS)
     )
     parser.add_argument(
         "--core-python",
@@ -678,9 +686,9 @@ def main() -> int:
         return 2
     core_python: Path = args.core_python
     selected: list[str] = args.only
-    if "core" in selected and (reason := core_skip_reason(core_python)):
+    if any(name.startswith("core") for name in selected) and (reason := core_skip_reason(core_python)):
         print(f"skipping core: {reason}", flush=True)
-        selected = [name for name in selected if name != "core"]
+        selected = [name for name in selected if not name.startswith("core")]
     if "bare" in selected and not python_ok(core_python, "import " + ", ".join(BARE_MODULES)):
         print(f"error: bare reference needs {', '.join(BARE_MODULES)} in {core_python}", file=sys.stderr)
         return 1
@@ -705,6 +713,9 @@ def main() -> int:
 
         factories: dict[str, Callable[[Path], Server]] = {
             "core": lambda folder: core_server(core_python, core_dir, folder),
+            "core-in-process": lambda folder: core_server(
+                core_python, core_dir, folder, IN_PROCESS, "core-in-process"
+            ),
             "mlserver": lambda folder: mlserver_server(pythons[-1], artifact, folder),
             "bare": lambda folder: bare_server(core_python, artifact, folder),
         }

@@ -23,7 +23,7 @@ def test_settings_defaults() -> None:
     settings = Settings()
     assert settings.http_port == 8080
     assert settings.grpc_port == 8081
-    assert settings.parallel_workers == 0
+    assert settings.parallel_workers == 1
     assert settings.debug is False
 
 

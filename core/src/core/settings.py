@@ -39,9 +39,10 @@ class Settings(BaseSettings):
     metrics_dir: str | None = None
     # Prefix of the REST metrics (`rest_server_requests`, ...), as MLServer's.
     metrics_rest_server_prefix: str = "rest_server"
-    # 0: models run in the server process; N: in N worker processes, the
-    # server process only routes requests to them.
-    parallel_workers: int = Field(default=0, ge=0)
+    # N: models run in N worker processes, the server process terminates
+    # HTTP and gRPC and routes requests to them; 0: in the server process.
+    # 1, as MLServer's: see docs/workers.md for the measurements behind it.
+    parallel_workers: int = Field(default=1, ge=0)
     model_repository_root: str = "."
     load_models_at_startup: bool = True
     # Where models' environment tarballs are unpacked (once each, in a folder
