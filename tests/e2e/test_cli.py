@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ import httpx
 import pytest
 
 import core
+from core.testing import free_port
 
 CORE = str(Path(sys.executable).with_name("core"))
 
@@ -46,6 +48,27 @@ def test_environment_variable_with_a_wrong_type(tmp_path: Path) -> None:
     result = run(CORE, "start", str(tmp_path), env={"CORE_HTTP_PORT": "abc"})
     assert result.returncode != 0
     assert "'http_port'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("flag", "what"),
+    [("--http-port", "HTTP port"), ("--grpc-port", "gRPC port"), ("--metrics-port", "metrics port")],
+)
+def test_a_port_in_use_stops_the_start_with_one_clear_error(tmp_path: Path, flag: str, what: str) -> None:
+    # The holder sets SO_REUSEPORT, as a running gRPC server does: a second
+    # server that set it too would bind as well and take half the connections.
+    with socket.socket() as holder:
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        taken = holder.getsockname()[1]
+        ports = {"--http-port": free_port(), "--grpc-port": free_port(), "--metrics-port": free_port()}
+        ports[flag] = taken
+        options = [str(item) for pair in ports.items() for item in pair]
+        result = run(CORE, "start", str(tmp_path), "--host", "127.0.0.1", *options)
+    assert result.returncode == 1, result.stderr
+    assert f"core: {what} 127.0.0.1:{taken} cannot be bound" in result.stderr
     assert "Traceback" not in result.stderr
 
 

@@ -86,5 +86,10 @@ class ConfigurationError(CoreError):
     grpc_code = "INVALID_ARGUMENT"
 
 
+class PortUnavailable(CoreError):
+    """A port the server must listen on cannot be bound (in use, or not an
+    address of this host): the server does not start."""
+
+
 class CodecError(BadRequest):
     """A payload that a codec cannot decode or encode."""

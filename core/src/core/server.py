@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 
 import uvicorn
 
-from . import executor
+from . import executor, ports
 from .grpc.server import GRPCServer
 from .model import Model
 from .observability import Observability
@@ -73,8 +73,6 @@ class Server:
         rest_app = FastInferApp(self.app, self.dataplane, settings.max_request_body_size)
         config = uvicorn.Config(
             self.observability.rest_app(rest_app, self.app),
-            host=settings.host,
-            port=settings.http_port,
             log_level=settings.log_level.lower(),
             access_log=settings.access_log,
             log_config=None,
@@ -82,11 +80,19 @@ class Server:
         )
         self._http = _HTTPServer(config)
         self._grpc = GRPCServer(settings, self.dataplane, self.observability.grpc_interceptors())
+        http_socket = ports.bind(settings.host, settings.http_port, "HTTP port")
         metrics = self.observability.metrics_server(self.workers)
-        if metrics is not None:
-            await metrics.start()
-        await self._grpc.start()
-        serving = asyncio.create_task(self._http.serve())
+        try:
+            if metrics is not None:
+                await metrics.start()
+            await self._grpc.start()
+        except BaseException:
+            http_socket.close()
+            if metrics is not None:
+                await metrics.stop()
+            raise
+        serving = asyncio.create_task(self._http.serve(sockets=[http_socket]))
+        logger.info("REST server listening on http://%s:%d", settings.host, settings.http_port)
         exit_listeners.append(self.observability.worker_exited)
         try:
             await self.workers.start()

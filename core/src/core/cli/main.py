@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, PortUnavailable
 from ..logs import configure_logging
 from ..plugins.manager import get_plugin_manager
 from ..repository import find_models
@@ -79,6 +79,11 @@ def load_server_settings(path: Path, overrides: dict[str, object]) -> Settings:
 
 
 def _start(args: argparse.Namespace) -> int:
+    # Set before gRPC is imported. Worker processes are spawned (fork, then
+    # exec of a new interpreter) while gRPC's threads run; its fork support is
+    # for children that use gRPC after a bare fork, and here only logs
+    # "skipping fork() handlers" at every worker start.
+    os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
     from ..server import Server
 
     if not args.path.exists():
@@ -99,8 +104,12 @@ def _start(args: argparse.Namespace) -> int:
         return 2
     if not _check_artifacts(args.path):
         return 2
-    with contextlib.suppress(KeyboardInterrupt):
-        Server(settings).run()
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            Server(settings).run()
+    except PortUnavailable as error:
+        print(f"core: {error.message}", file=sys.stderr)
+        return 1
     return 0
 
 

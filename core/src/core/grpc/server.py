@@ -14,6 +14,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from ..dataplane import DataPlane
+from ..errors import PortUnavailable
 from ..settings import Settings
 from .generated import inference_pb2
 from .servicer import SERVICE_NAME, InferenceServicer, method_handlers
@@ -79,13 +80,16 @@ class GRPCServer:
         self._follow: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        """Bind and serve; raises if the port cannot be bound."""
+        """Bind and serve; raises PortUnavailable if the port cannot be bound."""
         limit = self.settings.grpc_max_message_length
         server = grpc.aio.server(
             interceptors=self.interceptors or None,
             options=[
                 ("grpc.max_receive_message_length", limit),
                 ("grpc.max_send_message_length", limit),
+                # gRPC sets SO_REUSEPORT by default: a second server on the
+                # same port would bind too and silently take half the connections.
+                ("grpc.so_reuseport", 0),
             ],
         )
         server.add_generic_rpc_handlers((method_handlers(InferenceServicer(self.dataplane)),))
@@ -95,7 +99,12 @@ class GRPCServer:
             (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server, pool=_reflection_pool()
         )
         address = f"{self.settings.host}:{self.settings.grpc_port}"
-        server.add_insecure_port(address)  # raises RuntimeError if it cannot bind
+        try:
+            server.add_insecure_port(address)
+        except RuntimeError:
+            raise PortUnavailable(
+                f"gRPC port {address} cannot be bound: in use, or not an address of this host"
+            ) from None
         await server.start()
         self._server = server
         self._follow = asyncio.create_task(self._health.follow())

@@ -8,13 +8,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import socket
 from collections.abc import Iterator
 
 import uvicorn
 from starlette.types import Receive, Scope, Send
 
 from ..executor import run_in_thread
+from ..ports import bind
 from ..settings import Settings
 from .store import MetricsStore
 
@@ -75,15 +75,8 @@ class MetricsServer:
         self._serving: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        """Bind and serve; raises OSError when the port cannot be bound."""
-        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((self.host, self.port))
-        except OSError:
-            sock.close()
-            raise
+        """Bind and serve; raises PortUnavailable when the port cannot be bound."""
+        sock = bind(self.host, self.port, "metrics port")
         self._serving = asyncio.create_task(self._server.serve(sockets=[sock]))
         logger.info("metrics on http://%s:%d%s", self.host, self.port, self.endpoint)
 
