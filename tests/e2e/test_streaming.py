@@ -1,7 +1,9 @@
 """Streaming inference end to end: REST `infer_stream`, `generate_stream`
 (server-sent events, read with httpx) and `generate`, and gRPC
 `ModelStreamInfer` with tritonclient's stream. The `tokens` model streams
-one response per word of its input; `echo` has no predict_stream."""
+one response per word of its input; `echo` has no predict_stream, so the
+streaming routes answer with its predict's one response, as Triton does for
+a model that is not decoupled."""
 
 from __future__ import annotations
 
@@ -66,7 +68,6 @@ def test_infer_stream_error_mid_stream_is_the_last_event(client: httpx.Client) -
 
 def test_infer_stream_errors_before_the_stream_are_statuses(client: httpx.Client) -> None:
     cases = [
-        ("/v2/models/echo/infer_stream", text_request("a"), 501, "streaming"),
         ("/v2/models/ghost/infer_stream", text_request("a"), 404, "ghost"),
         ("/v2/models/tokens/versions/9/infer_stream", text_request("a"), 404, "tokens"),
     ]
@@ -117,8 +118,6 @@ def test_generate_errors(client: httpx.Client) -> None:
         ("/v2/models/tokens/generate", {"text": "no text_input"}, 400, "text_input"),
         ("/v2/models/tokens/generate_stream", {"text_input": 3}, 400, "text_input"),
         ("/v2/models/tokens/generate", {"text_input": "a", "parameters": []}, 400, "parameters"),
-        ("/v2/models/echo/generate", {"text_input": "a"}, 501, "streaming"),
-        ("/v2/models/echo/generate_stream", {"text_input": "a"}, 501, "streaming"),
         ("/v2/models/tokens/generate", {"text_input": "a explode"}, 500, "exploded mid-stream"),
     ]
     for path, body, status, fragment in cases:
@@ -126,6 +125,24 @@ def test_generate_errors(client: httpx.Client) -> None:
         assert response.status_code == status, (path, response.text)
         assert fragment in response.json()["error"]
     assert client.get("/v2/health/live").json() == {"live": True}
+
+
+def test_a_model_without_predict_stream_streams_its_one_predict_response(client: httpx.Client) -> None:
+    events = stream_events(client, "/v2/models/echo/infer_stream", text_request("a", id="e-1"))
+    assert len(events) == 1
+    assert events[0]["id"] == "e-1"
+    assert events[0]["outputs"][0] == {
+        "name": "text",
+        "shape": [1],
+        "datatype": "BYTES",
+        "data": ["a"],
+    }
+    generated = stream_events(client, "/v2/models/echo/generate_stream", {"text_input": "b"})
+    assert [event["text_input"] for event in generated] == ["b"]
+    once = client.post("/v2/models/echo/generate", json={"text_input": "c", "id": "e-2"})
+    assert once.status_code == 200, once.text
+    assert once.json()["text_input"] == "c"
+    assert once.json()["id"] == "e-2"
 
 
 # gRPC ModelStreamInfer
@@ -173,25 +190,23 @@ def test_grpc_stream_sends_one_response_per_word(triton_stream) -> None:
 
 def test_grpc_stream_errors_are_in_band_and_the_stream_goes_on(triton_stream) -> None:
     client, results = triton_stream
-    send_text(client, "echo", "a")  # no predict_stream
     send_text(client, "ghost", "a")
     send_text(client, "tokens", "a explode c")
     send_text(client, "tokens", "b c")
     collected = drain(client, results)
     errors = [error for _, error in collected]
-    assert all(isinstance(error, InferenceServerException) for error in errors[:2])
-    assert "streaming" in errors[0].message()
-    assert "ghost" in errors[1].message()
-    assert errors[2] is None and word_of(collected[2][0]) == "a"
-    assert isinstance(errors[3], InferenceServerException)
-    assert "exploded mid-stream" in errors[3].message()
-    assert [word_of(result) for result, _ in collected[4:]] == ["b", " c"]
-    assert len(collected) == 6
+    assert isinstance(errors[0], InferenceServerException)
+    assert "ghost" in errors[0].message()
+    assert errors[1] is None and word_of(collected[1][0]) == "a"
+    assert isinstance(errors[2], InferenceServerException)
+    assert "exploded mid-stream" in errors[2].message()
+    assert [word_of(result) for result, _ in collected[3:]] == ["b", " c"]
+    assert len(collected) == 5
 
 
 def test_grpc_server_keeps_serving_after_stream_errors(triton_stream, server) -> None:
     client, results = triton_stream
-    send_text(client, "echo", "a")
+    send_text(client, "ghost", "a")
     send_text(client, "tokens", "explode")
     assert len(drain(client, results)) == 2
     other = triton.InferenceServerClient(url=f"127.0.0.1:{server.grpc_port}")
@@ -200,3 +215,56 @@ def test_grpc_server_keeps_serving_after_stream_errors(triton_stream, server) ->
         assert other.is_model_ready("tokens")
     finally:
         other.close()
+
+
+def test_grpc_stream_of_a_model_without_predict_stream_answers_once_per_request(triton_stream) -> None:
+    client, results = triton_stream
+    send_text(client, "echo", "a", request_id="e-1")
+    send_text(client, "echo", "b", request_id="e-2")
+    collected = drain(client, results)
+    assert [error for _, error in collected] == [None, None]
+    assert [result.as_numpy("text")[0] for result, _ in collected] == [b"a", b"b"]
+    assert [result.get_response().id for result, _ in collected] == ["e-1", "e-2"]
+
+
+def test_grpc_stream_marks_each_request_s_last_response_when_asked(triton_stream) -> None:
+    # Triton's decoupled-model convention, used by perf_analyzer and genai-perf:
+    # with `enable_empty_final_response`, every response says whether it is the
+    # last of its request, and an empty response with the flag true ends it.
+    client, results = triton_stream
+    for model, text, request_id in (
+        ("tokens", "a b", "f-1"),
+        ("echo", "c", "f-2"),
+        ("tokens", "explode", "f-3"),
+    ):
+        request_input = triton.InferInput("text", [1], "BYTES")
+        request_input.set_data_from_numpy(np.array([text.encode()], dtype=object))
+        client.async_stream_infer(
+            model, [request_input], request_id=request_id, enable_empty_final_response=True
+        )
+    send_text(client, "tokens", "d", request_id="f-4")  # without: no marker
+    collected = drain(client, results)
+
+    def final_flag(result: Any) -> bool | None:
+        parameters = result.get_response().parameters
+        return (
+            parameters["triton_final_response"].bool_param if "triton_final_response" in parameters else None
+        )
+
+    answered = [
+        (result.get_response().id, final_flag(result), len(result.get_response().outputs))
+        for result, error in collected
+        if error is None
+    ]
+    assert answered == [
+        ("f-1", False, 1),
+        ("f-1", False, 1),
+        ("f-1", True, 0),
+        ("f-2", False, 2),
+        ("f-2", True, 0),
+        ("f-4", None, 1),
+    ]
+    final = collected[2][0].get_response()
+    assert final.model_name == "tokens" and not final.raw_output_contents
+    errors = [error for _, error in collected if error is not None]
+    assert len(errors) == 1 and "exploded mid-stream" in errors[0].message()

@@ -75,8 +75,13 @@ class Model:
     async def predict_stream(
         self, payloads: AsyncIterator[InferenceRequest]
     ) -> AsyncIterator[InferenceResponse]:
-        raise NotImplementedByModel(f"model '{self.name}' does not implement streaming")
-        yield  # pragma: no cover  (makes this an async generator)
+        """Responses to a stream of requests. By default, `predict`'s one
+        response to each: a model without streaming answers the streaming
+        routes (`infer_stream`, `generate`, `generate_stream`, gRPC
+        `ModelStreamInfer`) as Triton answers them for a model that is not
+        decoupled. Override it to send several responses per request."""
+        async for payload in payloads:
+            yield await self.predict(payload)
 
     async def explain(self, payload: InferenceRequest) -> InferenceResponse:
         """An explanation of the predictions for `payload` (KServe V1 `:explain`).

@@ -21,6 +21,10 @@ from .infer import infer_message, infer_target
 logger = logging.getLogger(__name__)
 
 SERVICE_NAME = "inference.GRPCInferenceService"
+# Triton's request parameter asking for an empty response that marks the end
+# of each request's responses in ModelStreamInfer, and the response parameter.
+ENABLE_FINAL_RESPONSE = "triton_enable_empty_final_response"
+FINAL_RESPONSE = "triton_final_response"
 
 Response = TypeVar("Response")
 
@@ -90,16 +94,25 @@ class InferenceServicer:
         """Triton's streaming RPC. The requests (raw bytes, parsed here) are
         served one after the other, each with the model's predict_stream: one
         message per response. A request's error is sent in-band in
-        `error_message`, and the stream goes on with the next request."""
+        `error_message`, and the stream goes on with the next request. A
+        request with Triton's `triton_enable_empty_final_response` gets
+        `triton_final_response` false on each response, then an empty response
+        with it true once the model's stream has ended."""
         headers = request_headers(context)
         async for data in requests:
             try:
                 request = pb.ModelInferRequest.FromString(data)
                 payload = converters.request_from_proto(request)
                 name, version = request.model_name, request.model_version or None
+                marked = _wants_final_response(request)
+                last = None
                 async for response in self.dataplane.infer_stream(payload, name, version, headers):
-                    message = converters.response_to_proto(response)
+                    last = message = converters.response_to_proto(response)
+                    if marked:
+                        message.parameters[FINAL_RESPONSE].bool_param = False
                     yield pb.ModelStreamInferResponse(infer_response=message)
+                if marked:
+                    yield pb.ModelStreamInferResponse(infer_response=_final_response(request, last))
             except DecodeError as error:
                 yield pb.ModelStreamInferResponse(error_message=f"malformed ModelInferRequest: {error}")
             except CoreError as error:
@@ -233,3 +246,21 @@ def _parsing(
         return await function(request, context)
 
     return handler
+
+
+def _wants_final_response(request: pb.ModelInferRequest) -> bool:
+    parameter = request.parameters.get(ENABLE_FINAL_RESPONSE)
+    return parameter is not None and parameter.bool_param
+
+
+def _final_response(
+    request: pb.ModelInferRequest, last: pb.ModelInferResponse | None
+) -> pb.ModelInferResponse:
+    """The empty response that ends a request's responses, with their model
+    and id (or the request's, when the model sent none)."""
+    named = last if last is not None else request
+    message = pb.ModelInferResponse(
+        model_name=named.model_name, model_version=named.model_version, id=named.id
+    )
+    message.parameters[FINAL_RESPONSE].bool_param = True
+    return message
