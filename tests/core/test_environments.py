@@ -28,7 +28,7 @@ import pytest
 from core.errors import ConfigurationError, ModelLoadError
 from core.settings import ModelParameters, ModelSettings, Settings, load_settings_file
 from core.version import __version__
-from core.workers import environments
+from core.workers import environments, tarballs
 from core.workers.environments import (
     READY_MARKER,
     Environment,
@@ -55,7 +55,7 @@ def extraction(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) 
     without it (before 3.10.12 / 3.11.4)."""
     if request.param == "stdlib filter" and not hasattr(tarfile, "data_filter"):
         pytest.skip("this Python has no tarfile.data_filter")
-    monkeypatch.setattr(environments, "_STDLIB_FILTER", request.param == "stdlib filter")
+    monkeypatch.setattr(tarballs, "_STDLIB_FILTER", request.param == "stdlib filter")
 
 
 # Building tarballs.
