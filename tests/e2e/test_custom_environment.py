@@ -57,6 +57,21 @@ def library_version(http: httpx.Client, model: str) -> str:
     return str(output["data"][0])
 
 
+def workers_running(server: ServerProcess, python_under: Path) -> set[int]:
+    """The server's child processes whose command runs a Python under `python_under`."""
+    assert server.process is not None
+    pid = server.process.pid
+    found = set()
+    for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+        try:
+            command = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
+        except FileNotFoundError:  # exited meanwhile
+            continue
+        if command and command[0].decode().startswith(str(python_under)):
+            found.add(int(child))
+    return found
+
+
 def test_a_model_runs_in_its_packed_environment(packed_environment: Any, tmp_path: Path) -> None:
     library = packed_environment.library
     repository = tmp_path / "models"
@@ -76,6 +91,17 @@ def test_a_model_runs_in_its_packed_environment(packed_environment: Any, tmp_pat
     ):
         in_environment = library_version(http, "in-environment")
         in_server = library_version(http, "in-server")
+        # The environment's pool stops with its last model, and starts again
+        # for the next one.
+        environment_workers = workers_running(server, tmp_path / "envs")
+        assert len(environment_workers) == 1
+        assert http.post("/v2/repository/models/in-environment/unload").status_code == 200
+        assert not any(Path(f"/proc/{pid}").exists() for pid in environment_workers)
+        assert workers_running(server, tmp_path / "envs") == set()
+        assert library_version(http, "in-server") == in_server
+        assert http.post("/v2/repository/models/in-environment/load").status_code == 200
+        assert library_version(http, "in-environment") == in_environment
+        assert len(workers_running(server, tmp_path / "envs") - environment_workers) == 1
     assert in_environment == packed_environment.version
     assert in_server == importlib.metadata.version(library) != in_environment
     # Unpacked once, into the environments_dir the server was given.

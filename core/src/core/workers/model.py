@@ -61,17 +61,22 @@ class WorkerModel(Model):
 
     async def load(self) -> bool:
         self.pool = pool = await self._pools.pool_for(self.settings)
-        targets = pool.place(self.settings.replicas)
-        if not targets:
-            raise ModelLoadError("the worker pool has no workers")
-        self._placed = {worker.index for worker in targets}
-        loads = (self.load_replica(worker) for worker in targets)
-        results = await asyncio.gather(*loads, return_exceptions=True)
-        failures = [result for result in results if isinstance(result, BaseException)]
-        if failures:
-            await self.unload()
-            raise failures[0]
-        pool.models.add(self)
+        try:
+            targets = pool.place(self.settings.replicas)
+            if not targets:
+                raise ModelLoadError("the worker pool has no workers")
+            self._placed = {worker.index for worker in targets}
+            loads = (self.load_replica(worker) for worker in targets)
+            results = await asyncio.gather(*loads, return_exceptions=True)
+            failures = [result for result in results if isinstance(result, BaseException)]
+            if failures:
+                await self.unload()
+                raise failures[0]
+            pool.models.add(self)
+        finally:
+            pool.loading -= 1
+            if self not in pool.models:  # failed: the pool may be left without models
+                await self._pools.release(pool)
         return True
 
     async def load_replica(self, worker: WorkerProcess) -> None:
@@ -92,6 +97,8 @@ class WorkerModel(Model):
         for worker in replicas.values():
             with contextlib.suppress(WorkerUnavailable):  # gone with its worker
                 await worker.call(protocol.UNLOAD, self.uid)
+        if self.pool is not None:
+            await self._pools.release(self.pool)
         return True
 
     # Inference: bytes in, bytes out

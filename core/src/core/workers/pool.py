@@ -49,6 +49,8 @@ class WorkerPool:
         self.workers: list[WorkerProcess] = []
         # The proxies with a replica in the pool, to reload after a restart.
         self.models: set[WorkerModel] = set()
+        # Models between `WorkerPools.pool_for` and the end of their load.
+        self.loading = 0
         self._supervisors: list[asyncio.Task[None]] = []
         self._stopping = False
 
@@ -122,7 +124,8 @@ class WorkerPools:
     """The server's worker pools: the default one (`parallel_workers`
     workers, this interpreter), and one per custom environment, started when
     the first model that needs it loads (`max(1, parallel_workers)` workers
-    running the environment's Python)."""
+    running the environment's Python) and stopped when its last model
+    unloads."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -147,9 +150,11 @@ class WorkerPools:
 
     async def pool_for(self, settings: ModelSettings) -> WorkerPool:
         """The pool a model runs in: its environment's (prepared, and its
-        pool started, on first use), else the default one."""
+        pool started, on first use), else the default one. The caller loads
+        the model, then calls `release`."""
         environment = await prepare_environment_async(settings, self.settings.environments_dir)
         if environment is None:
+            self.default.loading += 1
             return self.default
         async with self._starting:
             pool = self._environments.get(environment.key)
@@ -169,7 +174,22 @@ class WorkerPools:
                         f"the workers of {pool.name} did not start: {error.message}"
                     ) from None
                 self._environments[environment.key] = pool
+            pool.loading += 1
         return pool
+
+    async def release(self, pool: WorkerPool) -> None:
+        """Stop an environment's pool once no model is in it or loading into
+        it: its workers hold memory for nothing. A model that needs the
+        environment later starts a new pool."""
+        if pool is self.default:
+            return
+        async with self._starting:
+            keys = [key for key, running in self._environments.items() if running is pool]
+            if pool.models or pool.loading or not keys:  # in use, or stopped already
+                return
+            del self._environments[keys[0]]
+        logger.info("%s worker pool: no models left, stopping it", pool.name)
+        await pool.stop()
 
     async def start(self) -> None:
         if self.default.size > 0:
