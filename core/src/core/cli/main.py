@@ -51,7 +51,9 @@ def _parser() -> argparse.ArgumentParser:
     start.add_argument("--http-port", type=int, help="REST port (default 8080)")
     start.add_argument("--grpc-port", type=int, help="gRPC port (default 8081)")
     start.add_argument("--metrics-port", type=int, help="metrics port (default 8082)")
-    start.add_argument("--parallel-workers", type=int, help="worker processes (0: in the server process)")
+    start.add_argument(
+        "--parallel-workers", type=int, help="worker processes (default 1; 0: models in the server process)"
+    )
     start.add_argument(
         "--log-level", type=str.upper, choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
     )
