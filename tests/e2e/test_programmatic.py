@@ -80,6 +80,11 @@ def test_server_started_from_a_script(tmp_path: Path) -> None:
         }
         index = httpx.post(f"{url}/v2/repository/index", json={}).json()
         assert [(item["name"], item["state"]) for item in index] == [("echo", "READY")]
+        # Models given in code run in the server process: no worker is started
+        # for them, whatever parallel_workers is (1 here, the default).
+        children = Path(f"/proc/{process.pid}/task/{process.pid}/children")
+        if children.exists():
+            assert children.read_text().split() == []
     finally:
         process.terminate()  # SIGTERM, as Kubernetes sends
         try:

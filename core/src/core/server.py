@@ -95,7 +95,6 @@ class Server:
         logger.info("REST server listening on http://%s:%d", settings.host, settings.http_port)
         exit_listeners.append(self.observability.worker_exited)
         try:
-            await self.workers.start()
             await self._load(models)
             await serving
         finally:

@@ -55,6 +55,7 @@ class WorkerPool:
         self._stopping = False
 
     async def start(self) -> None:
+        self._stopping = False  # started again after a failed start
         self.workers = [self._new_worker(i) for i in range(self.size)]
         await asyncio.gather(*(worker.start() for worker in self.workers))
         self._supervisors = [asyncio.create_task(self._supervise(i)) for i in range(self.size)]
@@ -122,10 +123,11 @@ class WorkerPool:
 
 class WorkerPools:
     """The server's worker pools: the default one (`parallel_workers`
-    workers, this interpreter), and one per custom environment, started when
-    the first model that needs it loads (`max(1, parallel_workers)` workers
-    running the environment's Python) and stopped when its last model
-    unloads."""
+    workers, this interpreter), started when the first model that runs in
+    it loads (a server that serves only `Model` instances given in code
+    starts none), and one per custom environment (`max(1, parallel_workers)`
+    workers running the environment's Python), started the same way and
+    stopped when its last model unloads."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -153,27 +155,24 @@ class WorkerPools:
         pool started, on first use), else the default one. The caller loads
         the model, then calls `release`."""
         environment = await prepare_environment_async(settings, self.settings.environments_dir)
-        if environment is None:
-            self.default.loading += 1
-            return self.default
         async with self._starting:
-            pool = self._environments.get(environment.key)
-            if pool is None:
-                pool = WorkerPool(
-                    self.settings,
-                    max(1, self.settings.parallel_workers),
-                    str(environment.python),
-                    name=f"environment {environment.root}",
-                    variables=environment.variables(os.environ),
-                )
-                try:
-                    await pool.start()
-                except CoreError as error:
-                    await pool.stop()
-                    raise ModelLoadError(
-                        f"the workers of {pool.name} did not start: {error.message}"
-                    ) from None
-                self._environments[environment.key] = pool
+            if environment is None:
+                pool = self.default
+                if not pool.workers:
+                    await _start(pool)
+            else:
+                found = self._environments.get(environment.key)
+                if found is None:
+                    found = WorkerPool(
+                        self.settings,
+                        max(1, self.settings.parallel_workers),
+                        str(environment.python),
+                        name=f"environment {environment.root}",
+                        variables=environment.variables(os.environ),
+                    )
+                    await _start(found)
+                    self._environments[environment.key] = found
+                pool = found
             pool.loading += 1
         return pool
 
@@ -191,10 +190,6 @@ class WorkerPools:
         logger.info("%s worker pool: no models left, stopping it", pool.name)
         await pool.stop()
 
-    async def start(self) -> None:
-        if self.default.size > 0:
-            await self.default.start()
-
     async def stop(self) -> None:
         await asyncio.gather(*(pool.stop() for pool in self.pools()))
 
@@ -204,3 +199,11 @@ class WorkerPools:
     def queue_sizes(self) -> dict[str, dict[int, int]]:
         """Per pool, the requests each worker has not answered yet."""
         return {pool.name: pool.queue_sizes() for pool in self.pools()}
+
+
+async def _start(pool: WorkerPool) -> None:
+    try:
+        await pool.start()
+    except CoreError as error:
+        await pool.stop()
+        raise ModelLoadError(f"the workers of the {pool.name} pool did not start: {error.message}") from None
