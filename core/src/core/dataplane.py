@@ -185,8 +185,9 @@ class DataPlane:
         """The responses of `model.predict_stream` to the one request `payload`,
         prepared and stamped as `infer`'s. Nothing runs before the first
         `__anext__`, whose errors (unknown model, bad request, a model that
-        implements neither streaming nor predict) come before any response; later ones end the stream. Any
-        error is a CoreError. Counted as one inference when the stream ends."""
+        implements neither streaming nor predict) come before any response;
+        later ones end the stream. Any error is a CoreError. Counted as one
+        inference when the stream ends."""
         model = self.registry.get(name, version)
         statistics = model.statistics
         started = time.perf_counter_ns()

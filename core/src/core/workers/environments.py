@@ -8,9 +8,9 @@ A tarball is unpacked once into `environments_dir`, in a folder named by its
 sha256, through a temporary folder renamed into place, and trusted only once
 READY_MARKER is written in it, last. Unsafe members are refused
 (`tarballs`); venv's interpreter links to the packing machine's Python are
-made anew to this machine's. conda-pack's `conda-unpack` runs in place. Preparing takes
-seconds: `prepare_environment` blocks, `prepare_environment_async` runs it
-in a thread."""
+made anew to this machine's. conda-pack's `conda-unpack` runs in place.
+Preparing takes seconds: `prepare_environment` blocks,
+`prepare_environment_async` runs it in a thread."""
 
 from __future__ import annotations
 

@@ -206,4 +206,5 @@ async def _start(pool: WorkerPool) -> None:
         await pool.start()
     except CoreError as error:
         await pool.stop()
+        pool.workers = []  # the next model to load tries again
         raise ModelLoadError(f"the workers of the {pool.name} pool did not start: {error.message}") from None
