@@ -134,7 +134,7 @@ class Observability:
         from .metrics.server import MetricsServer
 
         self.store.expose([ParallelQueueCollector(pools.queue_sizes)])
-        return MetricsServer(self.store, self.settings)
+        return MetricsServer(self.store, self.settings, pools.flush_metrics)
 
     def worker_exited(self, pid: int) -> None:
         """A worker process is gone: fold its metric files."""

@@ -32,6 +32,8 @@ class DefaultMetrics:
         self._registry = registry
         self._local = local
         self.local_families: list[LocalFamily] = []
+        # Every family, in the same order whatever `local` is.
+        self.families: list[Any] = []
         # Per model version, counted where the model runs.
         self.infer_success = self._family(
             "counter",
@@ -107,17 +109,21 @@ class DefaultMetrics:
 
     def _family(self, kind: Kind, name: str, documentation: str, labelnames: Sequence[str]) -> Any:
         """A family with `labels(...)`, whose children have inc/dec/set or observe."""
+        family: Any
         if self._local:
             family = LocalFamily(name, documentation, labelnames, kind)
             self._registry.register(family)
             self.local_families.append(family)
-            return family
-        if kind == "counter":
-            return Counter(name, documentation, labelnames, registry=self._registry)
-        if kind == "histogram":
-            return Histogram(name, documentation, labelnames, registry=self._registry)
-        # Gauges: what the live processes hold, added up.
-        return Gauge(name, documentation, labelnames, registry=self._registry, multiprocess_mode="livesum")
+        elif kind == "counter":
+            family = Counter(name, documentation, labelnames, registry=self._registry)
+        elif kind == "histogram":
+            family = Histogram(name, documentation, labelnames, registry=self._registry)
+        else:  # gauges: what the live processes hold, added up
+            family = Gauge(
+                name, documentation, labelnames, registry=self._registry, multiprocess_mode="livesum"
+            )
+        self.families.append(family)
+        return family
 
 
 class ModelMetrics:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 
 import uvicorn
 from starlette.types import Receive, Scope, Send
@@ -22,9 +22,13 @@ logger = logging.getLogger(__name__)
 
 
 class MetricsApp:
-    def __init__(self, store: MetricsStore, endpoint: str) -> None:
+    def __init__(
+        self, store: MetricsStore, endpoint: str, before_scrape: Callable[[], Awaitable[None]] | None = None
+    ) -> None:
         self.store = store
         self.endpoint = endpoint
+        # Brings the worker processes' files up to date (see MetricsStore.flush).
+        self.before_scrape = before_scrape
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -34,6 +38,8 @@ class MetricsApp:
             return
         accept = next((value.decode("latin-1") for key, value in scope["headers"] if key == b"accept"), None)
         if self.store.multiprocess:
+            if self.before_scrape is not None:
+                await self.before_scrape()
             # This process's own numbers are read here, between two updates;
             # every process's files in a thread.
             local = self.store.local_families()
@@ -58,11 +64,16 @@ class _Server(uvicorn.Server):
 
 
 class MetricsServer:
-    def __init__(self, store: MetricsStore, settings: Settings) -> None:
+    def __init__(
+        self,
+        store: MetricsStore,
+        settings: Settings,
+        before_scrape: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         assert settings.metrics_endpoint is not None
         self.host, self.port, self.endpoint = settings.host, settings.metrics_port, settings.metrics_endpoint
         config = uvicorn.Config(
-            MetricsApp(store, self.endpoint),
+            MetricsApp(store, self.endpoint, before_scrape),
             log_level=settings.log_level.lower(),
             # uvicorn's access logger is one for every server in the process,
             # and a Config without an access log takes its handlers away: as

@@ -1,17 +1,20 @@
 """Where this process's metric values live, and the text a scrape returns.
 
-- Core's own metrics in the server process (and everywhere without worker
-  processes): plain numbers on the event loop (see `local`).
+- Core's own metrics: plain numbers on the event loop (see `local`), in
+  every process.
 - Runtimes' custom metrics without workers: prometheus_client's in-memory
   values.
 - With worker processes, everything the workers record, and custom metrics
   in the server process: prometheus_client's multiprocess mode. Each
   process writes its values to files of its own in `metrics_dir`; a scrape
   adds them up (MultiProcessCollector) and merges the server's own numbers
-  in. Workers inherit PROMETHEUS_MULTIPROC_DIR from the server process's
-  environment. When a worker exits, its counters and histograms are folded
-  into one archive file per type, so the totals never go down (Prometheus
-  would read a drop as a counter reset), and every file it wrote is removed.
+  in. A worker's core metrics reach its files through `flush`, which copies
+  what changed: when the server process scrapes, and every second (a
+  killed worker loses at most its last second's counts). Workers inherit
+  PROMETHEUS_MULTIPROC_DIR from the server process's environment. When a
+  worker exits, its counters and histograms are folded into one archive
+  file per type, so the totals never go down (Prometheus would read a drop
+  as a counter reset), and every file it wrote is removed.
 
 One store per process: metrics are process-wide, as prometheus_client's are.
 The first `configure` decides the mode; metric objects created before it
@@ -27,7 +30,7 @@ import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import (
     GC_COLLECTOR,
@@ -45,6 +48,8 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.mmap_dict import MmapedDict
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from prometheus_client.registry import Collector
+
+from .local import LocalGauge, LocalHistogram
 
 if TYPE_CHECKING:
     from ..settings import Settings
@@ -70,6 +75,10 @@ class MetricsStore:
         self.registry = CollectorRegistry()
         # Set by `configure`: the families core records (REST, gRPC, models).
         self.defaults: DefaultMetrics | None = None
+        # In a worker: the same families in the multiprocess files, and the
+        # values `flush` last copied there, by (family index, labels).
+        self.mirror: DefaultMetrics | None = None
+        self._flushed: dict[tuple[int, tuple[str, ...]], Any] = {}
         # The metrics runtimes registered (`core.register`), by name.
         self.custom: dict[str, CustomMetric] = {}
         # (metric, model name, model version) -> how to record a value there:
@@ -106,6 +115,35 @@ class MetricsStore:
         if self.defaults is None:
             return []
         return [metric for family in self.defaults.local_families for metric in family.collect()]
+
+    def flush(self) -> None:
+        """In a worker: copy what core's metrics counted since the last flush
+        into the multiprocess files (on the event loop that updates them)."""
+        if self.mirror is None or self.defaults is None:
+            return
+        pairs = zip(self.defaults.families, self.mirror.families, strict=True)
+        for index, (source, target) in enumerate(pairs):
+            for labels, child in source.children.items():
+                key = (index, labels)
+                if isinstance(child, LocalHistogram):
+                    counts, total = self._flushed.get(key, ([0] * len(child.counts), 0.0))
+                    if child.sum == total and child.counts == counts:
+                        continue
+                    mirrored = target.labels(*labels)
+                    # prometheus_client keeps a histogram as one value per
+                    # bucket (not cumulative) and a sum: add the new counts.
+                    for bucket, now, before in zip(mirrored._buckets, child.counts, counts, strict=True):
+                        if now != before:
+                            bucket.inc(now - before)
+                    mirrored._sum.inc(child.sum - total)
+                    self._flushed[key] = (list(child.counts), child.sum)
+                elif child.value != self._flushed.get(key, 0.0):
+                    mirrored = target.labels(*labels)
+                    if isinstance(child, LocalGauge):
+                        mirrored.set(child.value)
+                    else:
+                        mirrored.inc(child.value - self._flushed.get(key, 0.0))
+                    self._flushed[key] = child.value
 
     def render(self, accept: str | None = None, local: Iterable[Metric] = ()) -> tuple[bytes, str]:
         """The scrape's body and content type (OpenMetrics when asked for).
@@ -207,11 +245,15 @@ def configure(settings: Settings, owner: bool) -> MetricsStore:
         if _store is not None:
             logger.warning("metrics registered before the server was set up are not exported")
         _store = MetricsStore(directory)
-    # The server process reads its own core metrics directly, workers or not;
-    # a worker's go through the files.
-    _store.defaults = DefaultMetrics(
-        _store.registry, settings.metrics_rest_server_prefix, local=owner or directory is None
-    )
+    # Core's own metrics are plain numbers in every process. The server
+    # process reads its own directly, workers or not; a worker's reach the
+    # files through `flush`.
+    prefix = settings.metrics_rest_server_prefix
+    if owner or directory is None:
+        _store.defaults = DefaultMetrics(_store.registry, prefix, local=True)
+    else:
+        _store.defaults = DefaultMetrics(CollectorRegistry(), prefix, local=True)
+        _store.mirror = DefaultMetrics(_store.registry, prefix)
     return _store
 
 

@@ -17,6 +17,7 @@ from ..errors import CoreError, ModelLoadError
 from ..model import Model
 from ..registry import build_local
 from ..settings import ModelSettings, Settings
+from . import protocol
 from .environments import prepare_environment_async
 from .process import WorkerProcess
 
@@ -195,6 +196,20 @@ class WorkerPools:
 
     def pools(self) -> list[WorkerPool]:
         return [self.default, *self._environments.values()]
+
+    async def flush_metrics(self, timeout: float = 2.0) -> None:
+        """Have every worker copy the core metrics it counted into its
+        metric files, before a scrape reads them. A worker that does not
+        answer in time is scraped as it is."""
+        calls = [
+            worker.call(protocol.FLUSH_METRICS)
+            for pool in self.pools()
+            for worker in pool.workers
+            if worker.ready
+        ]
+        if calls:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.gather(*calls, return_exceptions=True), timeout)
 
     def queue_sizes(self) -> dict[str, dict[int, int]]:
         """Per pool, the requests each worker has not answered yet."""

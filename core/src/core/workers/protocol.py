@@ -33,6 +33,7 @@ INFER_HTTP = "infer_http"
 INFER_GRPC = "infer_grpc"
 CALL = "call"
 STREAM = "stream"
+FLUSH_METRICS = "flush_metrics"
 
 _HEADER = 8  # frame length, little-endian; frames past 4 GiB are possible (gRPC allows 2 GiB)
 

@@ -77,6 +77,17 @@ class Worker:
         self._connection: FramedProtocol | None = None
         self.closed = asyncio.Event()
 
+    def flush_metrics(self) -> None:
+        """Core's metrics, counted as plain numbers, into this worker's
+        multiprocess files (see core.metrics.store)."""
+        if self.observability.store is not None:
+            self.observability.store.flush()
+
+    async def flush_metrics_every(self, seconds: float) -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            self.flush_metrics()
+
     def connect(self, connection: FramedProtocol) -> None:
         self._connection = connection
 
@@ -125,6 +136,9 @@ class Worker:
             return None
         if kind == protocol.UNLOAD:
             await self._unload(*args)
+            return None
+        if kind == protocol.FLUSH_METRICS:
+            self.flush_metrics()
             return None
         raise CoreError(f"unknown worker call '{kind}'")
 
@@ -177,9 +191,14 @@ async def serve(fd: int, settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     await loop.create_unix_connection(lambda: connection, sock=socket.socket(fileno=fd))
     connection.send((0, protocol.OK, os.getpid()))  # ready
+    # Besides at each scrape: what a killed worker counted stays counted, but
+    # for its last second.
+    flushing = asyncio.create_task(worker.flush_metrics_every(1.0))
     try:
         await worker.closed.wait()
     finally:
+        flushing.cancel()
+        worker.flush_metrics()
         worker.observability.shutdown()
 
 
