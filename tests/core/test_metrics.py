@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from prometheus_client import generate_latest
+from prometheus_client import CollectorRegistry, generate_latest, values
 from prometheus_client.mmap_dict import MmapedDict, mmap_key
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -125,3 +125,55 @@ def test_a_dead_process_counters_are_folded_and_its_files_removed(tmp_path: Path
     assert values() == {"requests_total": 7, "queued": 1}
     metrics.process_exited(102)
     assert values() == {"requests_total": 7}
+
+
+def test_a_worker_s_core_metrics_reach_its_files_at_each_flush(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As in a worker: core's families are plain numbers, mirrored in
+    # prometheus_client multiprocess values that only `flush` writes.
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    monkeypatch.setattr(values, "ValueClass", values.MultiProcessValue())
+    metrics = store.MetricsStore(tmp_path)
+    metrics.defaults = DefaultMetrics(CollectorRegistry(), "rest_server", local=True)
+    metrics.mirror = DefaultMetrics(metrics.registry, "rest_server")
+    metrics.expose()
+    recorded = metrics.defaults
+    labels = ("m", "1")
+
+    def scraped() -> dict[tuple[str, str], float]:
+        text = metrics.render()[0].decode()
+        return {
+            (sample.name, sample.labels.get("le", "")): sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+            if sample.labels.get("model_name") == "m"
+        }
+
+    recorded.infer_success.labels(*labels).inc()
+    recorded.infer_success.labels(*labels).inc()
+    recorded.predict.labels(*labels).observe(0.003)
+    recorded.predict.labels(*labels).observe(20.0)
+    recorded.batch_queue.labels(*labels).set(4)
+    assert scraped() == {}  # nothing in the files before a flush
+    metrics.flush()
+    first = scraped()
+    assert first[("model_infer_request_success_total", "")] == 2
+    assert first[("request_predict_seconds_count", "")] == 2
+    assert first[("request_predict_seconds_sum", "")] == pytest.approx(20.003)
+    assert first[("request_predict_seconds_bucket", "0.005")] == 1
+    assert first[("request_predict_seconds_bucket", "10.0")] == 1
+    assert first[("request_predict_seconds_bucket", "+Inf")] == 2
+    assert first[("batch_request_queue", "")] == 4
+
+    recorded.infer_success.labels(*labels).inc()
+    recorded.predict.labels(*labels).observe(0.003)
+    recorded.batch_queue.labels(*labels).set(1)
+    metrics.flush()
+    metrics.flush()  # twice: only what changed since the last one is added
+    second = scraped()
+    assert second[("model_infer_request_success_total", "")] == 3
+    assert second[("request_predict_seconds_count", "")] == 3
+    assert second[("request_predict_seconds_bucket", "0.005")] == 2
+    assert second[("request_predict_seconds_sum", "")] == pytest.approx(20.006)
+    assert second[("batch_request_queue", "")] == 1
