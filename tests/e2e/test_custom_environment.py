@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from core.testing import ServerProcess
+from core.testing import ServerProcess, child_pids
 
 pytestmark = pytest.mark.slow
 
@@ -60,15 +60,14 @@ def library_version(http: httpx.Client, model: str) -> str:
 def workers_running(server: ServerProcess, python_under: Path) -> set[int]:
     """The server's child processes whose command runs a Python under `python_under`."""
     assert server.process is not None
-    pid = server.process.pid
     found = set()
-    for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+    for child in child_pids(server.process.pid):
         try:
             command = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
         except FileNotFoundError:  # exited meanwhile
             continue
         if command and command[0].decode().startswith(str(python_under)):
-            found.add(int(child))
+            found.add(child)
     return found
 
 

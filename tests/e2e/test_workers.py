@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import tritonclient.grpc as triton_grpc
 
-from core.testing import ServerProcess
+from core.testing import ServerProcess, child_pids
 
 from .conftest import wait_until_loaded
 
@@ -72,8 +72,7 @@ def pid_of(response: httpx.Response) -> int:
 
 def worker_pids(server: ServerProcess) -> set[int]:
     assert server.process is not None
-    children = Path(f"/proc/{server.process.pid}/task/{server.process.pid}/children").read_text()
-    return {int(pid) for pid in children.split()}
+    return child_pids(server.process.pid)
 
 
 @pytest.fixture(scope="module")

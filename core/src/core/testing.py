@@ -38,6 +38,12 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def child_pids(pid: int) -> set[int]:
+    """The processes `pid` started and that still run: a server's workers
+    (Linux: read from /proc)."""
+    return {int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()}
+
+
 class ServerProcess:
     """`core start FOLDER` as a subprocess on 127.0.0.1 with free ports."""
 
