@@ -31,7 +31,6 @@ class DefaultMetrics:
     def __init__(self, registry: CollectorRegistry, rest_prefix: str, local: bool = False) -> None:
         self._registry = registry
         self._local = local
-        self.local_families: list[LocalFamily] = []
         # Every family, in the same order whatever `local` is.
         self.families: list[Any] = []
         # Per model version, counted where the model runs.
@@ -107,13 +106,16 @@ class DefaultMetrics:
             GRPC_LABELS,
         )
 
+    @property
+    def local_families(self) -> list[LocalFamily]:
+        return self.families if self._local else []
+
     def _family(self, kind: Kind, name: str, documentation: str, labelnames: Sequence[str]) -> Any:
         """A family with `labels(...)`, whose children have inc/dec/set or observe."""
         family: Any
         if self._local:
             family = LocalFamily(name, documentation, labelnames, kind)
             self._registry.register(family)
-            self.local_families.append(family)
         elif kind == "counter":
             family = Counter(name, documentation, labelnames, registry=self._registry)
         elif kind == "histogram":
