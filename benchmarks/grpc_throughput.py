@@ -8,9 +8,17 @@ Same method as rest_throughput.py (see benchmarks/README.md): servers alone on
 - grpc: `h2load -c16 -m1 -t2` POSTs a framed `ModelInferRequest` (raw
   little-endian tensor in raw_input_contents) to
   /inference.GRPCInferenceService/ModelInfer on core, on MLServer and on
-  bare_grpc.py (grpc.aio, protobuf, numpy and predict only: the ceiling).
-- rest-binary: on core only, `wrk` with the 1000-row FP64 payload as OIP JSON
+  bare_grpc.py (grpc.aio, protobuf, numpy and predict only), and on bare-2:
+  two copies of bare_grpc.py sharing the port, the most two processes that
+  do nothing else serve on this machine (core's default configuration runs
+  two processes: the server and one worker).
+- rest-binary: on core, `wrk` with the 1000-row FP64 payload as OIP JSON
   and as a binary tensor body (binary outputs requested); ratio binary/JSON.
+  On bare-2, the 1-row and the 1000-row JSON payloads: a binary 1000-row
+  request costs at least what a 1-row JSON one does (the same HTTP and JSON
+  work or more, and a larger predict), so bare-2's 1-row/1000-row ratio
+  bounds the binary/JSON ratio of a server whose JSON path is as lean as
+  orjson and numpy.
 
 Runs under the core venv python (needs grpcio, numpy and core's generated
 protobuf modules), plus the `h2load` (Debian `nghttp2-client`) and `wrk` binaries.
@@ -37,10 +45,18 @@ from rest_throughput import Payload, Predictions, Result, Server
 
 from core.grpc.generated import inference_pb2 as pb
 
-GRPC_SERVERS = ("core", "core-in-process", "mlserver", "bare")  # as in rest_throughput.py
+GRPC_SERVERS = ("core", "core-in-process", "mlserver", "bare", "bare-2")
+# (numerator, denominator) of the gRPC ratios reported.
+GRPC_PAIRS = (
+    *rt.REFERENCE_PAIRS,
+    ("bare", "mlserver"),
+    ("bare-2", "mlserver"),
+    ("core", "bare-2"),
+)
 GRPC_METHOD = "/inference.GRPCInferenceService/ModelInfer"
 BINARY_NAME = "1000-row FP64 binary"
 JSON_NAME = "1000-row FP64 JSON"
+ONE_ROW_NAME = "1-row FP32 JSON"  # on bare-2
 NUMPY_DTYPES = {"INT32": "<i4", "INT64": "<i8", "FP32": "<f4", "FP64": "<f8"}
 TYPED_FIELDS = {"INT32": "int_contents", "INT64": "int64_contents", "FP32": "fp32_contents"}
 TYPED_FIELDS["FP64"] = "fp64_contents"
@@ -136,11 +152,11 @@ def binary_preflight(port: int, payload: Payload, headers: dict[str, str]) -> tu
     return "", predictions
 
 
-def bare_grpc_server(python: Path, artifact: Path, workdir: Path) -> Server:
+def bare_grpc_server(python: Path, artifact: Path, workdir: Path, processes: int = 1) -> Server:
     port, grpc_port = rt.free_port(), rt.free_port()
     cmd = [str(python), str(rt.HERE / "bare_grpc.py"), "--model", str(artifact)]
-    cmd += ["--port", str(port), "--grpc-port", str(grpc_port)]
-    return Server("bare", cmd, workdir, port, grpc_port)
+    cmd += ["--port", str(port), "--grpc-port", str(grpc_port), "--processes", str(processes)]
+    return Server("bare" if processes == 1 else f"bare-{processes}", cmd, workdir, port, grpc_port)
 
 
 # --------------------------------------------------------------------------- h2load
@@ -222,24 +238,30 @@ def measure_grpc(
 
 
 def binary_ratios(results: list[Result]) -> list[dict[str, object]]:
-    by_name = {r.payload: r for r in results}
-    if BINARY_NAME in by_name and JSON_NAME in by_name:
-        value = by_name[BINARY_NAME].requests_per_s / by_name[JSON_NAME].requests_per_s
-        return [{"payload": "1000-row FP64", "ratio": "binary/JSON", "value": value}]
-    return []
+    """core's binary/JSON, and its bound for a lean JSON path: bare-2's 1-row/1000-row JSON."""
+    rates = {(r.server, r.payload): r.requests_per_s for r in results}
+    rows: list[dict[str, object]] = []
+    for server, fast, ratio in (
+        ("core", BINARY_NAME, "core binary / core JSON"),
+        ("bare-2", ONE_ROW_NAME, "bare-2 1-row JSON / bare-2 JSON (bound)"),
+    ):
+        if (server, fast) in rates and rates.get((server, JSON_NAME)):
+            value = rates[(server, fast)] / rates[(server, JSON_NAME)]
+            rows.append({"payload": "1000-row FP64", "ratio": ratio, "value": value})
+    return rows
 
 
 def report_binary(results: list[Result], markdown: bool) -> list[dict[str, object]]:
     for number in sorted({r.round for r in results}):
         for row in binary_ratios([r for r in results if r.round == number]):
-            print(f"round {number}: core REST binary/JSON 1000-row FP64 = {row['value']:.2f}")
+            print(f"round {number}: {row['ratio']} = {row['value']:.2f}")
     summary = rt.medians(results)
-    rows = [[r.payload, *rt.result_cells(r)] for r in summary]
-    headers = ["core REST payload", *rt.RESULT_HEADERS]
+    rows = [[r.server, r.payload, *rt.result_cells(r)] for r in summary]
+    headers = ["server", "REST payload", *rt.RESULT_HEADERS]
     print("\nmedians:\n" + rt.table(headers, rows, markdown))
     ratio_rows = binary_ratios(summary)
     for row in ratio_rows:
-        print(f"\nbinary/JSON of the medians: {row['value']:.2f}")
+        print(f"\n{row['ratio']}, of the medians: {row['value']:.2f}")
     return ratio_rows
 
 
@@ -284,7 +306,8 @@ def main() -> int:
         for i, payload in enumerate(payloads):
             bodies.append(workdir / f"grpc-{i}.bin")
             bodies[-1].write_bytes(payload.body)
-        json_big = rt.build_payloads(iris)[1]
+        json_one, json_big = rt.build_payloads(iris)
+        json_one = Payload(ONE_ROW_NAME, json_one.rows, json_one.body)
         json_big = Payload(JSON_NAME, json_big.rows, json_big.body)
         binary, binary_headers = binary_payload(iris)
         rest_payloads = [json_big, binary]
@@ -292,6 +315,7 @@ def main() -> int:
             rt.write_lua(json_big, workdir, 10),
             rt.write_lua(binary, workdir, 11, binary_headers),
         ]
+        one_row_script = rt.write_lua(json_one, workdir, 12)
 
         def rest_check(port: int, payload: Payload) -> tuple[str, list[object] | None]:
             if payload.name == BINARY_NAME:
@@ -305,8 +329,9 @@ def main() -> int:
             ),
             "mlserver": lambda folder: rt.mlserver_server(pythons[-1], artifact, folder),
             "bare": lambda folder: bare_grpc_server(core_python, artifact, folder),
+            "bare-2": lambda folder: bare_grpc_server(core_python, artifact, folder, processes=2),
         }
-        selected = list(GRPC_SERVERS) if grpc_on else ["core"]
+        selected = list(GRPC_SERVERS) if grpc_on else ["core", "bare-2"]
         grpc_seen: Predictions = {}
         rest_seen: Predictions = {}
         rounds = rt.server_rounds(selected, args.rounds, factories, workdir, args.ready_timeout, failures)
@@ -325,6 +350,15 @@ def main() -> int:
                     round_number,
                     rest_check,
                 )
+            if binary_on and server.name == "bare-2":
+                binary_results += rt.measure(
+                    server,
+                    [json_one, json_big],
+                    [one_row_script, scripts[0]],
+                    args,
+                    rest_seen,
+                    round_number,
+                )
 
     # rest_seen compared the JSON and binary predictions only by payload name:
     # check that both forms predicted the same classes.
@@ -338,9 +372,9 @@ def main() -> int:
     document: dict[str, object] = {}
     if grpc_results:
         print(f"\n== gRPC ModelInfer ({'typed contents' if args.typed else 'raw_input_contents'})")
-        document["grpc_ratios_of_medians"] = rt.report(grpc_results, payloads, args.markdown)
+        document["grpc_ratios_of_medians"] = rt.report(grpc_results, payloads, args.markdown, GRPC_PAIRS)
     if binary_results:
-        print("\n== core REST 1000-row FP64: binary tensor vs JSON")
+        print("\n== REST 1000-row FP64 on core: binary tensor vs JSON, and the bound on their ratio")
         document["binary_ratios_of_medians"] = report_binary(binary_results, args.markdown)
     elapsed = time.monotonic() - started
     print(f"\ntotal time: {elapsed:.0f} s")
