@@ -14,8 +14,8 @@ generated `inference_pb2` module.
 With `--processes N`, N copies of the app share both ports (SO_REUSEPORT;
 the kernel spreads connections over them): the most that N processes doing
 only this work can serve on the machine, whatever server they run. The
-first process listens on HTTP only once the others serve, so readiness
-means all of them are up.
+copies start HTTP only once every copy's gRPC server is up, so a readiness
+check that succeeds means the gRPC load reaches all of them.
 
 Usage: python bare_grpc.py --model path/to/model.joblib --port 8080 --grpc-port 8081 [--processes N]
 """
@@ -23,7 +23,6 @@ Usage: python bare_grpc.py --model path/to/model.joblib --port 8080 --grpc-port 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import functools
 import os
 import socket
@@ -61,9 +60,7 @@ def _infer(model: Any, data: bytes) -> bytes:
     return response.SerializeToString()
 
 
-async def serve(
-    model: Any, host: str, port: int, grpc_port: int, on_ready: Callable[[], None] | None = None
-) -> None:
+async def serve(model: Any, host: str, port: int, grpc_port: int, after_grpc: Callable[[], None]) -> None:
     async def model_infer(data: bytes, context: Any) -> bytes:
         try:
             return _infer(model, data)
@@ -76,6 +73,7 @@ async def serve(
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, {"ModelInfer": handler}),))
     server.add_insecure_port(f"{host}:{grpc_port}")
     await server.start()
+    after_grpc()
     config = uvicorn.Config(
         make_app(model),
         http="httptools",
@@ -83,14 +81,8 @@ async def serve(
         log_level="warning",
         lifespan="off",
     )
-    http = uvicorn.Server(config)
-    serving = asyncio.create_task(http.serve(sockets=[_shared_socket(host, port)]))
-    while not http.started and not serving.done():
-        await asyncio.sleep(0.01)
-    if on_ready is not None:
-        on_ready()
     try:
-        await serving  # until SIGTERM
+        await uvicorn.Server(config).serve(sockets=[_shared_socket(host, port)])  # until SIGTERM
     finally:
         await server.stop(None)
 
@@ -103,22 +95,37 @@ def _shared_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _signal_ready(fd: int) -> None:
-    os.write(fd, b"1")
-
-
-def _start_copies(count: int, run: Callable[[Callable[[], None]], None]) -> None:
-    """Fork `count` processes that each `run(on_ready)`, and wait until all are ready."""
+def _fork_copies(count: int, run: Callable[[Callable[[], None]], None]) -> list[int]:
+    """Fork `count` copies that each `run(after_grpc)`: report their gRPC
+    server up, then wait for the word to start HTTP. Returns once all have
+    reported: the pipes that give them the word."""
+    go_writers = []
     for _ in range(count):
-        ready_read, ready_write = os.pipe()
+        up_read, up_write = os.pipe()
+        go_read, go_write = os.pipe()
         if os.fork() == 0:
-            os.close(ready_read)
-            run(functools.partial(_signal_ready, ready_write))
+            os.close(up_read)
+            os.close(go_write)
+            run(functools.partial(_report_and_wait, up_write, go_read))
             os._exit(0)
-        os.close(ready_write)
-        if os.read(ready_read, 1) != b"1":
-            raise SystemExit("a copy of the bare app exited before it was ready")
-        os.close(ready_read)
+        os.close(up_write)
+        os.close(go_read)
+        if os.read(up_read, 1) != b"1":
+            raise SystemExit("a copy of the bare app exited before its gRPC server was up")
+        os.close(up_read)
+        go_writers.append(go_write)
+    return go_writers
+
+
+def _report_and_wait(up_write: int, go_read: int) -> None:
+    os.write(up_write, b"1")
+    os.read(go_read, 1)
+
+
+def _release(go_writers: list[int]) -> None:
+    for fd in go_writers:
+        os.write(fd, b"1")
+        os.close(fd)
 
 
 def main() -> None:
@@ -133,12 +140,12 @@ def main() -> None:
     args = parser.parse_args()
     model = joblib.load(args.model)
 
-    def run(on_ready: Callable[[], None] | None) -> None:
-        uvloop.run(serve(model, args.host, args.port, args.grpc_port, on_ready))
+    def run(after_grpc: Callable[[], None]) -> None:
+        uvloop.run(serve(model, args.host, args.port, args.grpc_port, after_grpc))
 
-    # The copies fork before any of them starts gRPC, which does not survive a fork.
-    _start_copies(args.processes - 1, run)
-    run(None)
+    # The copies fork before this process starts gRPC, which does not survive a fork.
+    go_writers = _fork_copies(args.processes - 1, run)
+    run(functools.partial(_release, go_writers))
 
 
 if __name__ == "__main__":
