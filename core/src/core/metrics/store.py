@@ -137,12 +137,15 @@ class MetricsStore:
                             bucket.inc(now - before)
                     mirrored._sum.inc(child.sum - total)
                     self._flushed[key] = (list(child.counts), child.sum)
-                elif child.value != self._flushed.get(key, 0.0):
+                else:
+                    before = self._flushed.get(key, 0.0)
+                    if child.value == before:
+                        continue
                     mirrored = target.labels(*labels)
                     if isinstance(child, LocalGauge):
                         mirrored.set(child.value)
                     else:
-                        mirrored.inc(child.value - self._flushed.get(key, 0.0))
+                        mirrored.inc(child.value - before)
                     self._flushed[key] = child.value
 
     def render(self, accept: str | None = None, local: Iterable[Metric] = ()) -> tuple[bytes, str]:
