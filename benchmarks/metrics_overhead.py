@@ -42,30 +42,6 @@ def variant_server(name: str, python: Path, model_dir: Path, folder: Path, worke
     return replace(server, name=name, cmd=environment + server.cmd)
 
 
-def server_cpu_seconds(port: int) -> float:
-    """CPU time (user + system) so far of the process serving on `port` and
-    of its children (its worker processes)."""
-    marker = f"--http-port\0{port}\0".encode()
-    stats: dict[int, list[str]] = {}
-    server = None
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                stats[int(proc.name)] = (proc / "stat").read_text().rsplit(")", 1)[1].split()
-                if marker in (proc / "cmdline").read_bytes():
-                    server = int(proc.name)
-            except OSError:
-                continue
-    if server is None:
-        raise RuntimeError(f"no process serves port {port}")
-    ticks = sum(
-        int(fields[11]) + int(fields[12])
-        for pid, fields in stats.items()
-        if pid == server or int(fields[1]) == server
-    )
-    return ticks / os.sysconf("SC_CLK_TCK")
-
-
 def measure_with_cpu(
     server: Server,
     payload: rt.Payload,
@@ -75,22 +51,12 @@ def measure_with_cpu(
     number: int,
 ) -> tuple[Result, float]:
     """rest_throughput's measure, plus the server's CPU time per request (in
-    us, its workers' included) during the measured run: what a CPU-bound server's throughput is the
-    inverse of, and much less moved by the machine's other load than req/s."""
-    error, predictions = rt.preflight(server.port, payload)
-    first, expected = seen.setdefault(payload.name, (server.name, predictions or []))
-    if not error and predictions != expected:
-        error = f"predictions differ from {first}"
-    rt.run_wrk(server.port, lua, args, args.warmup)
-    cpu_before = server_cpu_seconds(server.port)
-    result = rt.parse_wrk(rt.run_wrk(server.port, lua, args, args.duration), server.name, payload.name, error)
-    cpu_us = (server_cpu_seconds(server.port) - cpu_before) / max(result.requests, 1) * 1e6
-    result.round = number
-    print(
-        f"[round {number}] [{server.name}] {result.requests_per_s:,.0f} req/s, "
-        f"{cpu_us:.0f} us CPU per request, p50 {result.p50_ms:.2f} ms, valid {result.valid}",
-        flush=True,
-    )
+    us, its workers' included) during the measured run: what a CPU-bound
+    server's throughput is the inverse of, and much less moved by the
+    machine's other load than req/s."""
+    result = rt.measure(server, [payload], [lua], args, seen, number)[0]
+    cpu_us = sum(result.busy.values()) / max(result.requests_per_s, 1e-9) * 1e6
+    print(f"[round {number}] [{server.name}] {cpu_us:.0f} us CPU per request", flush=True)
     return result, cpu_us
 
 

@@ -26,7 +26,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -110,6 +110,10 @@ class Result:
     valid: bool
     note: str = ""
     round: int = 1
+    # During the measured run: cores kept busy by each of the server's
+    # processes ("server", "worker N", ...), and the machine's idle cores.
+    busy: dict[str, float] = field(default_factory=dict)
+    idle: float | None = None
 
 
 # --------------------------------------------------------------------------- setup
@@ -339,6 +343,62 @@ def log_tail(path: Path, lines: int = 30) -> str:
     return "\n".join(f"    | {line}" for line in text)
 
 
+# --------------------------------------------------------------------------- processes
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    """/proc/<pid>/stat from field 3 (state) on: the command, field 2, may
+    hold spaces and parentheses, so the fields follow the last ')'."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None  # gone meanwhile
+
+
+def processes(root: int) -> dict[int, str]:
+    """The server `root` and its descendants, by pid: "server", "worker N",
+    or the program's name."""
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (fields := _stat_fields(int(entry.name))):
+            parents[int(entry.name)] = int(fields[1])
+    tree, frontier = [root], [root]
+    while frontier:
+        frontier = [pid for pid, parent in parents.items() if parent in frontier]
+        tree += frontier
+    roles = {}
+    for pid in tree:
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        roles[pid] = "server" if pid == root else Path(argv[0]).name
+        if "core.workers.worker" in argv and "--index" in argv:
+            roles[pid] = f"worker {argv[argv.index('--index') + 1]}"
+    return roles
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of every thread of `pid` so far."""
+    fields = _stat_fields(pid)
+    return 0.0 if fields is None else (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def idle_seconds() -> float:
+    """The machine's idle (and I/O wait) time so far, summed over its CPUs."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+    return (int(fields[4]) + int(fields[5])) / os.sysconf("SC_CLK_TCK")
+
+
+def busy_cores(roles: dict[int, str], before: dict[int, float], elapsed: float) -> dict[str, float]:
+    """Per role, the CPU seconds its processes used per second since `before`:
+    1.0 is one core kept busy, the ceiling of a one-process (or GIL-bound) part."""
+    busy: dict[str, float] = {}
+    for pid, start in before.items():
+        busy[roles[pid]] = busy.get(roles[pid], 0.0) + (cpu_seconds(pid) - start) / elapsed
+    return busy
+
+
 # --------------------------------------------------------------------------- measuring
 
 
@@ -474,14 +534,20 @@ def measure(
             if not error and predictions != expected:
                 error = f"predictions differ from {first}"
         run_wrk(server.port, lua, args, args.warmup, payload.path)  # warm-up, discarded
+        roles = processes(server.pid) if server.pid else {}
+        before = {pid: cpu_seconds(pid) for pid in roles}
+        idle_before, started = idle_seconds(), time.monotonic()
         out = run_wrk(server.port, lua, args, args.duration, payload.path)
+        elapsed = time.monotonic() - started
         result = parse_wrk(out, server.name, payload.name, error)
+        result.busy = busy_cores(roles, before, elapsed)
+        result.idle = (idle_seconds() - idle_before) / elapsed
         result.round = round_number
         status = "ok" if result.valid else f"INVALID {error}"
         print(
             f"[round {round_number}] [{server.name}] {payload.name}: {result.requests_per_s:,.0f} req/s, "
             f"p50 {result.p50_ms:.2f} ms, p99 {result.p99_ms:.2f} ms, "
-            f"non-2xx {result.non_2xx}, {status}",
+            f"non-2xx {result.non_2xx}, cores {busy_cells(result)}, {status}",
             flush=True,
         )
         results.append(result)
@@ -491,7 +557,14 @@ def measure(
 # --------------------------------------------------------------------------- reporting
 
 
-RESULT_HEADERS = ["req/s", "p50 ms", "p99 ms", "non-2xx", "valid"]
+RESULT_HEADERS = ["req/s", "p50 ms", "p99 ms", "non-2xx", "cores busy (machine idle)", "valid"]
+
+
+def busy_cells(result: Result) -> str:
+    """Cores busy per process, and idle: "server 0.36, worker 0 0.99 (idle 0.55)".
+    A process at 1.00 is the ceiling of its server's throughput."""
+    busy = ", ".join(f"{role} {cores:.2f}" for role, cores in result.busy.items()) or "-"
+    return busy if result.idle is None else f"{busy} (idle {result.idle:.2f})"
 
 
 def result_cells(result: Result) -> list[str]:
@@ -501,6 +574,7 @@ def result_cells(result: Result) -> list[str]:
         f"{result.p50_ms:.2f}",
         f"{result.p99_ms:.2f}",
         str(result.non_2xx),
+        busy_cells(result),
         "ok" if result.valid else f"INVALID {result.note}".strip(),
     ]
 

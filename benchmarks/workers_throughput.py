@@ -109,47 +109,6 @@ def workers_server(python: Path, model_dir: Path, folder: Path, workers: int) ->
     return replace(server, name=f"workers-{workers}")
 
 
-# --------------------------------------------------------------------------- processes
-
-
-def _stat_fields(pid: int) -> list[str] | None:
-    """/proc/<pid>/stat from field 3 (state) on: the command, field 2, may
-    hold spaces and parentheses, so the fields follow the last ')'."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None  # gone meanwhile
-
-
-def processes(root: int) -> dict[int, str]:
-    """The server `root` and its descendants, by pid: "server", "worker N",
-    or the program's name."""
-    parents = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and (fields := _stat_fields(int(entry.name))):
-            parents[int(entry.name)] = int(fields[1])
-    tree, frontier = [root], [root]
-    while frontier:
-        frontier = [pid for pid, parent in parents.items() if parent in frontier]
-        tree += frontier
-    roles = {}
-    for pid in tree:
-        try:
-            argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
-        except OSError:
-            continue
-        roles[pid] = "server" if pid == root else Path(argv[0]).name
-        if "core.workers.worker" in argv and "--index" in argv:
-            roles[pid] = f"worker {argv[argv.index('--index') + 1]}"
-    return roles
-
-
-def cpu_seconds(pid: int) -> float:
-    """User and system CPU time of every thread of `pid` so far."""
-    fields = _stat_fields(pid)
-    return 0.0 if fields is None else (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 # --------------------------------------------------------------------------- CPU per request
 
 
@@ -167,13 +126,13 @@ class CpuCost:
 
 
 def cpu_probe(server: Server, load: str, run_load: Callable[[], Result], round_number: int) -> CpuCost:
-    roles = processes(server.pid)
-    before = {pid: cpu_seconds(pid) for pid in roles}
+    roles = rt.processes(server.pid)
+    before = {pid: rt.cpu_seconds(pid) for pid in roles}
     started = time.monotonic()
     result = run_load()
     elapsed = time.monotonic() - started
     costs = {
-        roles[pid]: (cpu_seconds(pid) - start) / max(result.requests, 1) * 1e6
+        roles[pid]: (rt.cpu_seconds(pid) - start) / max(result.requests, 1) * 1e6
         for pid, start in before.items()
     }
     total = sum(costs.values())
@@ -270,7 +229,7 @@ def kb_field(path: Path, name: str) -> int | None:
 
 def read_memory(root: int, config: str, moment: str) -> Memory:
     found: list[dict[str, Any]] = []
-    for pid, role in processes(root).items():
+    for pid, role in rt.processes(root).items():
         rss = kb_field(Path(f"/proc/{pid}/status"), "VmRSS")
         if rss is not None:
             pss = kb_field(Path(f"/proc/{pid}/smaps_rollup"), "Pss")
