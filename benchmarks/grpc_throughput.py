@@ -27,6 +27,7 @@ protobuf modules), plus the `h2load` (Debian `nghttp2-client`) and `wrk` binarie
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import re
 import subprocess
@@ -220,13 +221,15 @@ def measure_grpc(
                 error = f"predictions differ from {first}"
         log = body.with_suffix(".log")
         run_h2load(server.grpc_port, body, args, args.warmup, log)  # warm-up, discarded
-        out = run_h2load(server.grpc_port, body, args, args.duration, log)
+        load = functools.partial(run_h2load, server.grpc_port, body, args, args.duration, log)
+        out, usage = rt.measured(server.pid, load)
         result = parse_h2load(out, log, server.name, payload.name, error, size)
+        result.busy, result.idle = usage.busy, usage.idle
         result.round = round_number
         print(
             f"[round {round_number}] [{server.name}] gRPC {payload.name}: "
             f"{result.requests_per_s:,.0f} req/s, "
-            f"p50 {result.p50_ms:.2f} ms, p99 {result.p99_ms:.2f} ms, "
+            f"p50 {result.p50_ms:.2f} ms, p99 {result.p99_ms:.2f} ms, cores {rt.busy_cells(result)}, "
             f"{'ok' if result.valid else 'INVALID ' + result.note}",
             flush=True,
         )

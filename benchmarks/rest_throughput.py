@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import platform
@@ -28,8 +29,9 @@ import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+T = TypeVar("T")
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 # core: its default settings (one worker process); core-in-process:
@@ -390,13 +392,28 @@ def idle_seconds() -> float:
     return (int(fields[4]) + int(fields[5])) / os.sysconf("SC_CLK_TCK")
 
 
-def busy_cores(roles: dict[int, str], before: dict[int, float], elapsed: float) -> dict[str, float]:
-    """Per role, the CPU seconds its processes used per second since `before`:
-    1.0 is one core kept busy, the ceiling of a one-process (or GIL-bound) part."""
+@dataclass
+class Usage:
+    """The CPU a server used during one load run."""
+
+    busy: dict[str, float]  # per role ("server", "worker N", ...), CPU seconds per second
+    idle: float  # the machine's idle cores
+    elapsed: float  # seconds
+
+
+def measured(root: int, run: Callable[[], T]) -> tuple[T, Usage]:
+    """`run()`, and the CPU that the server `root` and its descendants used
+    meanwhile. A role at 1.0 kept one core busy: the ceiling of a
+    one-process (or GIL-bound) part."""
+    roles = processes(root) if root else {}
+    before = {pid: cpu_seconds(pid) for pid in roles}
+    idle_before, started = idle_seconds(), time.monotonic()
+    value = run()
+    elapsed = time.monotonic() - started
     busy: dict[str, float] = {}
     for pid, start in before.items():
         busy[roles[pid]] = busy.get(roles[pid], 0.0) + (cpu_seconds(pid) - start) / elapsed
-    return busy
+    return value, Usage(busy, (idle_seconds() - idle_before) / elapsed, elapsed)
 
 
 # --------------------------------------------------------------------------- measuring
@@ -534,14 +551,10 @@ def measure(
             if not error and predictions != expected:
                 error = f"predictions differ from {first}"
         run_wrk(server.port, lua, args, args.warmup, payload.path)  # warm-up, discarded
-        roles = processes(server.pid) if server.pid else {}
-        before = {pid: cpu_seconds(pid) for pid in roles}
-        idle_before, started = idle_seconds(), time.monotonic()
-        out = run_wrk(server.port, lua, args, args.duration, payload.path)
-        elapsed = time.monotonic() - started
+        load = functools.partial(run_wrk, server.port, lua, args, args.duration, payload.path)
+        out, usage = measured(server.pid, load)
         result = parse_wrk(out, server.name, payload.name, error)
-        result.busy = busy_cores(roles, before, elapsed)
-        result.idle = (idle_seconds() - idle_before) / elapsed
+        result.busy, result.idle = usage.busy, usage.idle
         result.round = round_number
         status = "ok" if result.valid else f"INVALID {error}"
         print(

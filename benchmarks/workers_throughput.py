@@ -126,17 +126,11 @@ class CpuCost:
 
 
 def cpu_probe(server: Server, load: str, run_load: Callable[[], Result], round_number: int) -> CpuCost:
-    roles = rt.processes(server.pid)
-    before = {pid: rt.cpu_seconds(pid) for pid in roles}
-    started = time.monotonic()
-    result = run_load()
-    elapsed = time.monotonic() - started
-    costs = {
-        roles[pid]: (rt.cpu_seconds(pid) - start) / max(result.requests, 1) * 1e6
-        for pid, start in before.items()
-    }
+    result, usage = rt.measured(server.pid, run_load)
+    seconds_per_request = usage.elapsed / max(result.requests, 1)
+    costs = {role: cores * seconds_per_request * 1e6 for role, cores in usage.busy.items()}
     total = sum(costs.values())
-    cores = total * result.requests / 1e6 / elapsed
+    cores = sum(usage.busy.values())
     print(
         f"[round {round_number}] [{server.name}] {load} CPU per request: "
         + ", ".join(f"{role} {us:.0f} us" for role, us in costs.items())
