@@ -50,10 +50,26 @@ class Settings(BaseSettings):
     environments_dir: str = ".envs"
     server_name: str = "core"
     server_version: str = __version__
-    # Largest request body accepted, in bytes; larger ones get 413.
-    max_request_body_size: int = 256 * 1024 * 1024
-    # Largest gRPC message received or sent, in bytes (gRPC's own default is 4 MiB).
-    grpc_max_message_length: int = 2**31 - 1
+    # Limits and timeouts: see docs/limits.md for what each one answers.
+    # Deadline (seconds) of every call to a model: inference, metadata,
+    # statistics; a model's `timeout` overrides it; 0: none. Expiry: 504 /
+    # DEADLINE_EXCEEDED naming the model and the deadline.
+    model_timeout: float = Field(default=60.0, ge=0)
+    # Deadline (seconds) of a model's load(); a model's `load_timeout`
+    # overrides it; 0: none. Expiry: the model is FAILED with that reason.
+    model_load_timeout: float = Field(default=600.0, ge=0)
+    # A worker that has not answered the server's heartbeat for half this
+    # long (seconds) is unready; for this long, it is killed and replaced.
+    worker_heartbeat_timeout: float = Field(default=10.0, gt=0)
+    # On SIGTERM/SIGINT: how long (seconds) both transports may take to finish
+    # the requests in flight before the server exits anyway.
+    graceful_shutdown_timeout: float = Field(default=30.0, ge=0)
+    # Largest request body accepted, in bytes, on every REST route (larger
+    # ones get 413) and, unless grpc_max_message_length says otherwise, the
+    # largest gRPC message (RESOURCE_EXHAUSTED).
+    max_request_body_size: int = Field(default=256 * 1024 * 1024, gt=0)
+    # Largest gRPC message received or sent, in bytes; None: max_request_body_size.
+    grpc_max_message_length: int | None = Field(default=None, gt=0)
     log_level: str = "INFO"
     # A logging configuration: a file (.json, .yaml/.yml: dictConfig; .ini,
     # .conf: fileConfig) or a dictConfig dict. Replaces core's own.
@@ -118,6 +134,10 @@ class ModelSettings(BaseSettings):
     # With worker processes: how many of them hold a replica of this model
     # (None: every worker of its pool, as MLServer loads every model everywhere).
     replicas: int | None = Field(default=None, ge=1)
+    # Deadlines of this model's calls and of its load (seconds; 0: none);
+    # None: the server's model_timeout and model_load_timeout.
+    timeout: float | None = Field(default=None, ge=0)
+    load_timeout: float | None = Field(default=None, ge=0)
 
     # The model-settings.json this came from: relative paths resolve against its folder.
     _source: Path | None = PrivateAttr(default=None)

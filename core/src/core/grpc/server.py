@@ -81,7 +81,7 @@ class GRPCServer:
 
     async def start(self) -> None:
         """Bind and serve; raises PortUnavailable if the port cannot be bound."""
-        limit = self.settings.grpc_max_message_length
+        limit = self.settings.grpc_max_message_length or self.settings.max_request_body_size
         server = grpc.aio.server(
             interceptors=self.interceptors or None,
             options=[
