@@ -53,7 +53,10 @@ GRPC_PAIRS = (
     ("bare", "mlserver"),
     ("bare-2", "mlserver"),
     ("core", "bare-2"),
+    *rt.BASELINE_PAIRS,
 )
+# The servers of the rest-binary part.
+BINARY_SERVERS = ("core", "bare-2")
 GRPC_METHOD = "/inference.GRPCInferenceService/ModelInfer"
 BINARY_NAME = "1000-row FP64 binary"
 JSON_NAME = "1000-row FP64 JSON"
@@ -271,6 +274,7 @@ def report_binary(results: list[Result], markdown: bool) -> list[dict[str, objec
 def parse_args() -> argparse.Namespace:
     parser = rt.method_parser(__doc__)
     parser.add_argument("--parts", default="grpc,rest-binary", help="comma-separated: grpc,rest-binary")
+    rt.add_selection_arguments(parser, GRPC_SERVERS)  # --payloads: of the grpc part
     parser.add_argument(
         "--typed",
         action="store_true",
@@ -278,6 +282,7 @@ def parse_args() -> argparse.Namespace:
     )
     args = parser.parse_args()
     args.parts = rt.comma_list(parser, "--parts", args.parts, ["grpc", "rest-binary"])
+    rt.selection(parser, args, GRPC_SERVERS)
     return args
 
 
@@ -293,7 +298,13 @@ def main() -> int:
         return 2
     core_python = Path(sys.executable)  # this script needs core's venv anyway
     grpc_on, binary_on = "grpc" in args.parts, "rest-binary" in args.parts
-    pythons = [core_python] + ([rt.ensure_mlserver_venv(rt.MLSERVER_VENV)] if grpc_on else [])
+    # rest-binary alone measures only its own servers.
+    selected = [name for name in args.only if grpc_on or name in BINARY_SERVERS]
+    if not selected:
+        print("nothing to run")
+        return 0
+    baseline = rt.prepare_baseline(core_python, args.baseline_src) if args.baseline_src else None
+    pythons = [core_python] + ([rt.ensure_mlserver_venv(rt.MLSERVER_VENV)] if "mlserver" in selected else [])
 
     failures: list[str] = []
     grpc_results: list[Result] = []
@@ -304,7 +315,7 @@ def main() -> int:
         versions = {str(p): rt.sklearn_version(p) for p in pythons}
         if len(set(versions.values())) > 1:
             print(f"warning: scikit-learn versions differ: {versions}", file=sys.stderr)
-        payloads = grpc_payloads(iris, args.typed)
+        payloads = rt.selected_payloads(grpc_payloads(iris, args.typed), args.payloads)
         bodies = []
         for i, payload in enumerate(payloads):
             bodies.append(workdir / f"grpc-{i}.bin")
@@ -334,7 +345,8 @@ def main() -> int:
             "bare": lambda folder: bare_grpc_server(core_python, artifact, folder),
             "bare-2": lambda folder: bare_grpc_server(core_python, artifact, folder, processes=2),
         }
-        selected = list(GRPC_SERVERS) if grpc_on else ["core", "bare-2"]
+        if baseline:
+            factories |= rt.baseline_factories(core_python, core_dir, baseline)
         grpc_seen: Predictions = {}
         rest_seen: Predictions = {}
         rounds = rt.server_rounds(selected, args.rounds, factories, workdir, args.ready_timeout, failures)
@@ -389,6 +401,7 @@ def main() -> int:
             "streams_per_connection": 1,
             "grpc_tensor_form": "typed" if args.typed else "raw",
             "h2load": h2load_version.stdout.strip(),
+            **rt.baseline_facts(baseline),
         }
         document |= facts
         document |= {

@@ -39,6 +39,13 @@ REPO = HERE.parent
 # (`parallel_workers: 0`) and the bare app's.
 SERVERS = ("core", "core-in-process", "mlserver", "bare")
 IN_PROCESS = ["--parallel-workers", "0"]
+# With --baseline-src: the same two core configurations, run from another
+# checkout's `core` package (see baseline_factories), each next to its
+# counterpart in the default order, and their ratios.
+BASELINE_SERVERS = ("baseline", "baseline-in-process")
+BASELINE_PAIRS = (("core", "baseline"), ("core-in-process", "baseline-in-process"))
+# --payloads: the payloads by their row count (see build_payloads).
+PAYLOAD_SIZES = ("1-row", "1000-row")
 MODEL_NAME = "iris"
 INFER_PATH = f"/v2/models/{MODEL_NAME}/infer"
 READY_PATH = "/v2/health/ready"
@@ -97,6 +104,9 @@ class Server:
     port: int
     grpc_port: int = 0
     pid: int = 0  # set once started (see server_rounds)
+    # Variables set on top of server_env(); once the server is ready,
+    # server_rounds checks that every one of its processes has them.
+    env: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -241,7 +251,12 @@ def core_skip_reason(python: Path) -> str | None:
 
 
 def core_server(
-    python: Path, model_dir: Path, workdir: Path, options: Sequence[str] = (), name: str = "core"
+    python: Path,
+    model_dir: Path,
+    workdir: Path,
+    options: Sequence[str] = (),
+    name: str = "core",
+    env: dict[str, str] | None = None,
 ) -> Server:
     """`core start` with the method's fixed options, then `options`."""
     port, grpc_port = free_port(), free_port()
@@ -249,7 +264,7 @@ def core_server(
     # Loopback only, and no clash with the default gRPC/metrics ports (8081/8082).
     cmd += ["--host", "127.0.0.1", "--grpc-port", str(grpc_port), "--metrics-port", str(free_port())]
     cmd += options
-    return Server(name, cmd, workdir, port, grpc_port)
+    return Server(name, cmd, workdir, port, grpc_port, env=env or {})
 
 
 def mlserver_server(python: Path, artifact: Path, workdir: Path) -> Server:
@@ -282,6 +297,163 @@ def bare_server(python: Path, artifact: Path, workdir: Path) -> Server:
     port = free_port()
     cmd = [str(python), str(HERE / "bare_asgi.py"), "--model", str(artifact), "--port", str(port)]
     return Server("bare", cmd, workdir, port)
+
+
+# --------------------------------------------------------------------------- baseline
+
+# Runs under the core python: where `core` and its modules are imported from.
+WHERE_CODE = """
+import importlib.util, json
+names = ["core", "core.workers.worker", "core.grpc.generated.inference_pb2", "core_sklearn"]
+print(json.dumps({name: getattr(importlib.util.find_spec(name), "origin", None) for name in names}))
+"""
+# Runs under the core python: compiles the baseline's protos with its own build hook.
+COMPILE_CODE = """
+import pathlib, sys
+sys.path.insert(0, sys.argv[1])
+from hatch_build import compile_protos
+compile_protos(pathlib.Path(sys.argv[1]))
+"""
+
+
+@dataclass(frozen=True)
+class Baseline:
+    src: str  # the `src` folder holding the baseline's `core` package
+    env: dict[str, str]  # what its servers get on top of server_env()
+    commit: str  # of the git checkout holding src ("" if none), "+modified" if it has changes
+    core: str  # the installed `core` package, under test (servers core, core-in-process)
+    core_commit: str  # as `commit`, for `core`
+
+
+def git_state(path: Path) -> str:
+    """The short commit of the git checkout holding `path` ("" if none), with
+    "+modified" if files under `path` differ from it."""
+    git = ["git", "-C", str(path)]
+    head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False)
+    if head.returncode:
+        return ""
+    status = subprocess.run(
+        [*git, "status", "--porcelain", "--untracked-files=no", "--", "."],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return head.stdout.strip() + ("+modified" if status.stdout.strip() else "")
+
+
+def baseline_env(src: Path) -> dict[str, str]:
+    """PYTHONPATH with `src` first: it comes before the editable install's
+    .pth paths on sys.path, so its `core` shadows the installed one, while
+    the plugins (core_sklearn, ...) stay the installed ones."""
+    inherited = os.environ.get("PYTHONPATH")
+    return {"PYTHONPATH": str(src) + (os.pathsep + inherited if inherited else "")}
+
+
+def where(python: Path, env: dict[str, str]) -> dict[str, str | None]:
+    """Where `python` imports core, its worker and gRPC modules, and core_sklearn from (None: nowhere)."""
+    run = subprocess.run(
+        [str(python), "-c", WHERE_CODE], env=os.environ | env, capture_output=True, text=True, check=False
+    )
+    if run.returncode:
+        sys.exit(f"error: cannot import core with {python} and {env}:\n{run.stderr}")
+    return dict(json.loads(run.stdout))
+
+
+def prepare_baseline(python: Path, src: Path) -> Baseline:
+    """Check that `python` with src on PYTHONPATH runs src's `core` (and its
+    workers, which inherit the environment), and give src the generated
+    gRPC modules (gitignored, built at install) when it has none: a copy of
+    the installed ones if the .proto files are the same, else compiled from
+    src's own .proto files by its own build hook (core/hatch_build.py)."""
+    src = src.resolve()
+    package = src / "core"
+    if not (package / "__init__.py").is_file():
+        sys.exit(f"error: --baseline-src {src} has no core/__init__.py")
+    installed = Path(where(python, {})["core"] or ".").parent / "grpc"
+    generated = package / "grpc" / "generated"
+    if not (generated / "inference_pb2.py").is_file():
+
+        def protos(grpc_dir: Path) -> dict[str, bytes]:
+            return {p.name: p.read_bytes() for p in (grpc_dir / "proto").glob("*.proto")}
+
+        if protos(package / "grpc") == protos(installed) and (installed / "generated").is_dir():
+            print(f"baseline: copying {installed / 'generated'} into {generated} (same .proto)", flush=True)
+            ignore = shutil.ignore_patterns("__pycache__")
+            shutil.copytree(installed / "generated", generated, ignore=ignore, dirs_exist_ok=True)
+        else:
+            print(f"baseline: compiling {package / 'grpc' / 'proto'} (not the installed .proto)", flush=True)
+            subprocess.run([str(python), "-c", COMPILE_CODE, str(src.parent)], check=True)
+    env = baseline_env(src)
+    origins = where(python, env)
+    for name, origin in origins.items():
+        if origin is None:
+            sys.exit(f"error: with PYTHONPATH={src}, {name} is not importable")
+        if name.startswith("core.") or name == "core":
+            if not Path(origin).is_relative_to(src):
+                sys.exit(f"error: with PYTHONPATH={src}, {name} still comes from {origin}")
+        elif Path(origin).is_relative_to(src):
+            print(f"warning: the plugin {name} comes from the baseline: {origin}", file=sys.stderr)
+    baseline = Baseline(str(src), env, git_state(package), str(installed.parent), git_state(installed.parent))
+    print(
+        f"baseline: core from {origins['core']} ({baseline.commit or 'not git'}), plugins as installed;"
+        f" under test: {baseline.core} ({baseline.core_commit or 'not git'})",
+        flush=True,
+    )
+    return baseline
+
+
+def baseline_factories(
+    python: Path, model_dir: Path, baseline: Baseline
+) -> dict[str, Callable[[Path], Server]]:
+    """`baseline` and `baseline-in-process`: core's two configurations, started
+    the same way from the baseline's package."""
+    return {
+        "baseline": lambda folder: core_server(python, model_dir, folder, (), "baseline", baseline.env),
+        "baseline-in-process": lambda folder: core_server(
+            python, model_dir, folder, IN_PROCESS, "baseline-in-process", baseline.env
+        ),
+    }
+
+
+def add_selection_arguments(parser: argparse.ArgumentParser, servers: Sequence[str]) -> None:
+    """--only, --payloads and --baseline-src; resolve them with `selection`."""
+    parser.add_argument(
+        "--only",
+        help=f"comma-separated subset of: {','.join((*servers, *BASELINE_SERVERS))} (default: "
+        f"{','.join(servers)}, and {','.join(BASELINE_SERVERS)} with --baseline-src)",
+    )
+    parser.add_argument(
+        "--payloads",
+        default=",".join(PAYLOAD_SIZES),
+        help=f"comma-separated subset of: {','.join(PAYLOAD_SIZES)} (default: both)",
+    )
+    parser.add_argument(
+        "--baseline-src",
+        type=Path,
+        help="the src folder of another checkout of core (e.g. a git worktree of an older commit): "
+        "adds the servers baseline and baseline-in-process, core started with PYTHONPATH=DIR",
+    )
+
+
+def selection(parser: argparse.ArgumentParser, args: argparse.Namespace, servers: Sequence[str]) -> None:
+    """Resolve --only (a list; by default `servers`, with each baseline
+    server after its core counterpart when --baseline-src is given) and
+    --payloads (a list)."""
+    default = list(servers)
+    if args.baseline_src:
+        for name, baseline in BASELINE_PAIRS:
+            if name in default:
+                default.insert(default.index(name) + 1, baseline)
+    value = args.only if args.only is not None else ",".join(default)
+    args.only = comma_list(parser, "--only", value, (*servers, *BASELINE_SERVERS))
+    if not args.baseline_src and set(args.only) & set(BASELINE_SERVERS):
+        parser.error("the baseline servers need --baseline-src")
+    args.payloads = comma_list(parser, "--payloads", args.payloads, PAYLOAD_SIZES)
+
+
+def selected_payloads(payloads: list[Payload], sizes: Sequence[str]) -> list[Payload]:
+    """The payloads whose row count --payloads names ("1-row", "1000-row")."""
+    return [p for p in payloads if f"{p.rows}-row" in sizes]
 
 
 def server_env() -> dict[str, str]:
@@ -322,7 +494,7 @@ def running(server: Server, log_path: Path, ready_timeout: float) -> Iterator[su
         proc = subprocess.Popen(
             server.cmd,
             cwd=server.cwd,
-            env=server_env(),
+            env=server_env() | server.env,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -338,6 +510,23 @@ def running(server: Server, log_path: Path, ready_timeout: float) -> Iterator[su
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+def environment_errors(root: int, env: dict[str, str]) -> tuple[list[str], list[str]]:
+    """(errors, roles checked): every process of the server `root` (core's
+    workers inherit the server's environment) must have `env`'s variables."""
+    errors, checked = [], []
+    for pid, role in processes(root).items():
+        try:
+            raw = Path(f"/proc/{pid}/environ").read_bytes().decode(errors="replace")
+        except OSError:
+            continue  # gone meanwhile
+        found = dict(item.split("=", 1) for item in raw.split("\0") if "=" in item)
+        errors += [
+            f"{role} (pid {pid}) has {k}={found.get(k)!r}" for k, v in env.items() if found.get(k) != v
+        ]
+        checked.append(role)
+    return errors, checked
 
 
 def log_tail(path: Path, lines: int = 30) -> str:
@@ -499,13 +688,24 @@ def server_rounds(
             folder.mkdir()
             server = factories[name](folder)
             log_path = folder / f"{name}.log"
-            print(f"[round {round_number}] [{name}] starting: {' '.join(server.cmd)}", flush=True)
+            env = "".join(f"{key}={value} " for key, value in server.env.items())
+            print(f"[round {round_number}] [{name}] starting: {env}{' '.join(server.cmd)}", flush=True)
             try:
                 with running(server, log_path, ready_timeout) as proc:
+                    if server.env:
+                        errors, checked = environment_errors(proc.pid, server.env)
+                        if errors:
+                            raise StartError("environment not inherited: " + "; ".join(errors))
+                        print(f"[{name}] {', '.join(server.env)} set in: {', '.join(checked)}", flush=True)
                     yield round_number, replace(server, pid=proc.pid)
             except StartError as exc:
                 failures.append(name)
                 print(f"[{name}] failed to start: {exc}\n{log_tail(log_path)}", file=sys.stderr, flush=True)
+
+
+def baseline_facts(baseline: Baseline | None) -> dict[str, Any]:
+    """What a results file records of --baseline-src, and of the core under test."""
+    return {} if baseline is None else {"baseline": asdict(baseline)}
 
 
 def run_facts(
@@ -751,17 +951,15 @@ def check_machine(tools: dict[str, str]) -> float | None:
 
 def parse_args() -> argparse.Namespace:
     parser = method_parser(__doc__)
-    parser.add_argument(
-        "--only", default=",".join(SERVERS), help="comma-separated subset of: " + ",".join(SERVERS)
-    )
+    add_selection_arguments(parser, SERVERS)
     parser.add_argument(
         "--core-python",
         type=Path,
         default=REPO / ".venv" / "bin" / "python",
-        help="python running core and bare",
+        help="python running core, the baseline and bare",
     )
     args = parser.parse_args()
-    args.only = comma_list(parser, "--only", args.only, SERVERS)
+    selection(parser, args, SERVERS)
     return args
 
 
@@ -782,6 +980,7 @@ def main() -> int:
     if not selected:
         print("nothing to run")
         return 0
+    baseline = prepare_baseline(core_python, args.baseline_src) if args.baseline_src else None
     pythons = [core_python]
     if "mlserver" in selected:
         pythons.append(ensure_mlserver_venv(MLSERVER_VENV))
@@ -791,7 +990,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="rest-bench-") as tmp:
         workdir = Path(tmp)
         core_dir, artifact, iris = prepare_model(args.model_dir.resolve(), workdir, pythons)
-        payloads = build_payloads(iris)
+        payloads = selected_payloads(build_payloads(iris), args.payloads)
         scripts = [write_lua(p, workdir, i) for i, p in enumerate(payloads)]
         # The artifact is a pickle: another scikit-learn version may load it differently.
         versions = {str(p): sklearn_version(p) for p in pythons}
@@ -806,17 +1005,20 @@ def main() -> int:
             "mlserver": lambda folder: mlserver_server(pythons[-1], artifact, folder),
             "bare": lambda folder: bare_server(core_python, artifact, folder),
         }
+        if baseline:
+            factories |= baseline_factories(core_python, core_dir, baseline)
         seen: Predictions = {}
         rounds = server_rounds(selected, args.rounds, factories, workdir, args.ready_timeout, failures)
         for round_number, server in rounds:
             results += measure(server, payloads, scripts, args, seen, round_number)
 
-    ratio_rows = report(results, payloads, args.markdown)
+    ratio_rows = report(results, payloads, args.markdown, (*REFERENCE_PAIRS, *BASELINE_PAIRS))
     elapsed = time.monotonic() - started
     print(f"\ntotal time: {elapsed:.0f} s")
     if args.output:
         document = wrk_results_document(args, versions, load_before, results, failures, elapsed)
         document["ratios_of_medians"] = ratio_rows
+        document["method"] |= baseline_facts(baseline)
         args.output.write_text(json.dumps(document, indent=2) + "\n")
     return 1 if failures or not all(r.valid for r in results) else 0
 
