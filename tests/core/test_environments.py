@@ -382,6 +382,13 @@ HOSTILE: dict[str, Callable[[Path], tuple[str, list[Member]]]] = {
 }
 
 
+def test_a_refused_tarball_leaves_nothing_not_even_its_lock(tmp_path: Path) -> None:
+    tarball = write_tarball(tmp_path / "in" / "env.tar.gz", [file("../escape", b"x")])
+    with pytest.raises(ModelLoadError, match="leaves the environment folder"):
+        prepare_environment(tarball_settings(tarball, name="hostile"), tmp_path / "envs")
+    assert list((tmp_path / "envs").iterdir()) == []
+
+
 @pytest.mark.usefixtures("extraction")
 @pytest.mark.parametrize("case", list(HOSTILE))
 def test_hostile_tarballs_are_refused_naming_the_member(tmp_path: Path, case: str) -> None:

@@ -637,26 +637,71 @@ def test_dataplane_repository_index(tmp_path: Path, run: Any) -> None:
     run(scenario())
 
 
-def test_model_instances_load_one_at_a_time() -> None:
-    """Concurrent loads would import frameworks from several threads at once,
-    which fails with "partially initialized module" errors: they serialise."""
-    from core import Model, ModelSettings
-    from core.registry import ModelRegistry
-
+def test_instances_of_one_runtime_load_one_at_a_time_others_side_by_side() -> None:
+    """Concurrent loads of one runtime would import its framework from several
+    threads at once, which fails with "partially initialized module" errors:
+    they serialise. Another runtime's load does not wait for them."""
     events: list[str] = []
 
     class Recording(Model):
         async def load(self) -> bool:
             events.append(f"start {self.name}")
-            await asyncio.sleep(0.01)  # gives another load the chance to interleave
+            await asyncio.sleep(0.05)  # gives another load the chance to interleave
             events.append(f"end {self.name}")
             return True
 
+    class Other(Recording):
+        pass
+
     async def main() -> None:
         registry = ModelRegistry()
-        await asyncio.gather(
-            *(registry.load(ModelSettings(name=n), Recording(ModelSettings(name=n))) for n in "abc")
-        )
+        loads = [registry.load(ModelSettings(name=n), Recording(ModelSettings(name=n))) for n in "abc"]
+        loads.append(registry.load(ModelSettings(name="x"), Other(ModelSettings(name="x"))))
+        await asyncio.gather(*loads)
 
     asyncio.run(main())
-    assert events == ["start a", "end a", "start b", "end b", "start c", "end c"]
+    same = [event for event in events if not event.endswith("x")]
+    assert same == ["start a", "end a", "start b", "end b", "start c", "end c"]
+    assert events.index("start x") < events.index("end a")
+
+
+def test_a_load_past_its_deadline_fails_and_frees_its_runtime(run: Any) -> None:
+    class Hangs(Model):
+        async def load(self) -> bool:
+            await asyncio.Event().wait()
+            return True
+
+    async def scenario() -> None:
+        registry = ModelRegistry(settings=Settings(model_load_timeout=0.2))
+        hangs = ModelSettings(name="hangs")
+        other = ModelSettings(name="other", load_timeout=0.4)
+        results = await asyncio.gather(registry.load(hangs, Hangs(hangs)), registry.load(other, Hangs(other)))
+        assert results == [False, False]
+        (entry,) = registry.versions("hangs")
+        assert entry.state == State.FAILED and entry.timed_out
+        assert entry.reason == "model 'hangs' did not load within its load_timeout of 0.2 s"
+        # A model's own load_timeout overrides the server's; the wait for its
+        # runtime's lock counts in it.
+        assert (
+            registry.versions("other")[0].reason
+            == "model 'other' did not load within its load_timeout of 0.4 s"
+        )
+        # The runtime's lock is free again.
+        assert len(registry._loading) == 0
+        assert await registry.load(settings("m"), echo("m"))
+
+    run(scenario())
+
+
+def test_unknown_names_leave_no_state_behind(run: Any) -> None:
+    async def scenario() -> None:
+        registry = ModelRegistry()
+        for number in range(1000):
+            with pytest.raises(ModelNotFound):
+                await registry.unload(f"ghost-{number}")
+        await registry.load(settings("m"), echo("m"))
+        await registry.unload("m")
+        assert len(registry._names) == 0
+        assert registry.entries() == []
+
+    run(scenario())

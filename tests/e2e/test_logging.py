@@ -160,3 +160,14 @@ def test_a_broken_logging_settings_file_is_named(repository: Path, tmp_path: Pat
     server = ServerProcess(repository, env={"CORE_LOGGING_SETTINGS": str(config_file)})
     with pytest.raises(RuntimeError, match=r"logging\.yaml: cannot read this logging configuration"):
         server.start()
+
+
+def test_uvicorn_process_lines_are_logged_once(repository: Path) -> None:
+    """The inference and the metrics servers are both uvicorn servers of one
+    process: "Started server process" (and its shutdown lines) once, not twice."""
+    server = ServerProcess(repository, "--parallel-workers", "0")
+    with server:
+        pass
+    log = server.log()
+    for line in ("Started server process", "Shutting down", "Finished server process"):
+        assert log.count(line) == 1, log

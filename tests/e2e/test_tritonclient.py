@@ -6,8 +6,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import httpx
 import numpy as np
 import pytest
+import tritonclient.grpc as triton_grpc
 import tritonclient.http as triton
 from tritonclient.utils import InferenceServerException
 
@@ -135,3 +137,24 @@ def test_unload_and_load(triton_client: triton.InferenceServerClient, iris) -> N
 def test_load_unknown_model(triton_client: triton.InferenceServerClient) -> None:
     with pytest.raises(InferenceServerException, match="ghost"):
         triton_client.load_model("ghost")
+
+
+def test_grpc_model_ready_is_false_after_unload(server) -> None:
+    """tritonclient's gRPC is_model_ready after unload_model: false (as Triton),
+    not NOT_FOUND; a name in neither the registry nor the repository stays NOT_FOUND."""
+    client = triton_grpc.InferenceServerClient(url=f"127.0.0.1:{server.grpc_port}")
+    try:
+        client.unload_model("scratch-triton")
+        try:
+            assert client.is_model_ready("scratch-triton") is False
+            response = httpx.get(f"{server.url}/v2/models/scratch-triton/ready", timeout=30)
+            assert response.status_code == 503 and response.json()["ready"] is False
+        finally:
+            client.load_model("scratch-triton")
+        assert client.is_model_ready("scratch-triton") is True
+        with pytest.raises(InferenceServerException) as error:
+            client.is_model_ready("ghost")
+        assert error.value.status() == "StatusCode.NOT_FOUND"
+        assert httpx.get(f"{server.url}/v2/models/ghost/ready", timeout=30).status_code == 404
+    finally:
+        client.close()

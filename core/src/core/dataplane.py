@@ -3,6 +3,7 @@ inference and the model repository. Nothing here knows HTTP or gRPC."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import random
@@ -11,6 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from .deadlines import Deadline, call_deadline, expiring, model_timeout, parameter_timeout
 from .errors import CoreError, InferenceError, ModelLoadError, ModelNotFound
 from .model import Model
 from .model_config import triton_model_config
@@ -56,18 +58,20 @@ class DataPlane:
         self.repository_root = Path(settings.model_repository_root)
         # Models loaded at start: the server is ready once all of them are.
         self._expected: set[str] = set()
-        # Not ready before the server has started its workers and loaded its models.
+        # Not ready before the server has started its workers and loaded its
+        # models, nor once it is shutting down.
         self.started = False
+        self.stopping = False
 
     # Start-up
 
     async def load_repository(self) -> None:
-        """Load every model found on disk (one after the other: see the
-        registry's loading lock)."""
+        """Load every model found on disk, side by side: one that loads
+        slowly, or never (until its load deadline), holds up no other (but
+        those of its own runtime: see the registry's load locks)."""
         found = find_models(self.repository_root)
         self._expected.update(item.name for item in found)
-        for item in found:
-            await self._load_found(item)
+        await asyncio.gather(*(self._load_found(item) for item in found))
 
     async def add_model(self, model: Model) -> None:
         """Serve a `Model` instance built by the caller (programmatic start)."""
@@ -85,12 +89,19 @@ class DataPlane:
         return True
 
     def ready(self) -> bool:
-        if not self.started:
+        """Every model loaded at start is ready, and takes requests (a model
+        whose workers miss their heartbeat does not)."""
+        if not self.started or self.stopping:
             return False
         for name in self._expected:
             versions = self.registry.versions(name)
-            if not versions or any(entry.state != State.READY for entry in versions):
+            if not versions:
                 return False
+            for entry in versions:
+                if entry.state == State.FAILED and entry.timed_out:
+                    continue  # given up on: holds no other model back
+                if entry.state != State.READY or entry.model is None or not entry.model.ready:
+                    return False
         return True
 
     def metadata(self) -> MetadataServerResponse:
@@ -108,9 +119,17 @@ class DataPlane:
         return metadata
 
     def model_ready(self, name: str, version: str | None = None) -> bool:
+        """Whether the model serves requests; false too for a model of the
+        repository that is not loaded (unloaded, or not loaded at start), as
+        Triton answers; ModelNotFound for a name in neither."""
         try:
             return self.registry.get(name, version).ready
         except ModelNotFound:
+            for found in find_models(self.repository_root):
+                if found.name == name and (
+                    version is None or found.settings is None or found.settings.version == version
+                ):
+                    return False
             raise
         except CoreError:
             return False
@@ -156,7 +175,8 @@ class DataPlane:
         try:
             _prepare(payload, headers)
             compute_started = time.perf_counter_ns()
-            response = await method(payload)
+            with expiring(self._deadline(model, payload)):
+                response = await method(payload)
             compute_ns = time.perf_counter_ns() - compute_started
         except CoreError:
             statistics.failed(time.perf_counter_ns() - started)
@@ -193,13 +213,17 @@ class DataPlane:
         started = time.perf_counter_ns()
         try:
             _prepare(payload, headers)
+            client = parameter_timeout(payload.parameters)
+            timeout = model_timeout(model.settings, self.settings)
             responses = model.predict_stream(_single(payload))
             while True:
                 # The model's code runs in its context; the consumer's, between
-                # responses, does not.
+                # responses, does not. Each response has the model's timeout,
+                # the whole stream the client's.
                 token = current_model.set(model)
                 try:
-                    response = await anext(responses)
+                    with expiring(call_deadline(model.name, timeout, client)):
+                        response = await anext(responses)
                 except StopAsyncIteration:
                     break
                 finally:
@@ -299,6 +323,12 @@ class DataPlane:
 
     def model_settings(self, name: str, version: str | None = None) -> ModelSettings:
         return self.registry.get(name, version).settings
+
+    def _deadline(self, model: Model, payload: InferenceRequest) -> Deadline | None:
+        """The earlier of the model's timeout and the client's (the request's
+        `timeout` parameter, or the transport's deadline)."""
+        client = parameter_timeout(payload.parameters)
+        return call_deadline(model.name, model_timeout(model.settings, self.settings), client)
 
 
 def _prepare(payload: InferenceRequest, headers: Mapping[str, str] | None) -> None:

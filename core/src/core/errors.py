@@ -3,6 +3,17 @@ gRPC status code name, so every transport reports it the same way."""
 
 from __future__ import annotations
 
+# How much of a client-supplied value (a name, a shape) an error message
+# echoes: a 100 KB model name must not make a 100 KB error (gRPC sends
+# messages in trailers, whose size is limited).
+ECHO_LIMIT = 200
+
+
+def shorten(value: object, limit: int = ECHO_LIMIT) -> str:
+    """`value` as text for an error message, cut to `limit` characters + "…"."""
+    text = value if isinstance(value, str) else str(value)
+    return text if len(text) <= limit else text[:limit] + "…"
+
 
 class CoreError(Exception):
     status_code: int = 500
@@ -23,13 +34,23 @@ class ModelNotFound(CoreError):
     grpc_code = "NOT_FOUND"
 
     def __init__(self, name: str, version: str | None = None) -> None:
-        what = f"model '{name}'" if version is None else f"model '{name}' version '{version}'"
+        what = f"model '{shorten(name)}'"
+        if version is not None:
+            what += f" version '{shorten(version)}'"
         super().__init__(f"{what} not found")
 
 
 class ModelNotReady(CoreError):
     status_code = 503
     grpc_code = "UNAVAILABLE"
+
+
+class DeadlineExceeded(CoreError):
+    """A call into a model (or its load) passed its deadline: the model's
+    `timeout`, the server's `model_timeout`, or the client's own."""
+
+    status_code = 504
+    grpc_code = "DEADLINE_EXCEEDED"
 
 
 class BatchQueueFull(CoreError):
@@ -93,3 +114,25 @@ class PortUnavailable(CoreError):
 
 class CodecError(BadRequest):
     """A payload that a codec cannot decode or encode."""
+
+
+class RequestTimeout(CoreError):
+    """A client that stopped sending a request (its body) for longer than
+    the server waits."""
+
+    status_code = 408
+    grpc_code = "DEADLINE_EXCEEDED"
+
+
+class HeadersTooLarge(CoreError):
+    """A request line and headers over the size or count limit."""
+
+    status_code = 431
+    grpc_code = "RESOURCE_EXHAUSTED"
+
+
+class TooManyConnections(CoreError):
+    """A connection over the server's connection limit: refused at once."""
+
+    status_code = 503
+    grpc_code = "UNAVAILABLE"

@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     from .settings import Settings
 
 ACCESS_LOGGER = "uvicorn.access"
+# uvicorn's logger of its lifecycle messages.
+SERVER_LOGGER = "uvicorn.error"
 # uvicorn's own access line.
 DEFAULT_ACCESS_FORMAT = '%(client_addr)s - "%(request_line)s" %(status_code)s'
 
@@ -103,11 +105,36 @@ class JSONFormatter(logging.Formatter):
         return orjson.dumps(line, default=str).decode()
 
 
+class ProcessMessagesOnce(logging.Filter):
+    """Lets uvicorn's messages about the process through once. The server
+    process runs two uvicorn servers (inference and metrics), and each logs
+    "Started server process [pid]", "Shutting down" and "Finished server
+    process [pid]": the same line twice."""
+
+    MESSAGES = frozenset({"Started server process [%d]", "Shutting down", "Finished server process [%d]"})
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg not in self.MESSAGES:
+            return True
+        text = record.getMessage()
+        if text in self.seen:
+            return False
+        self.seen.add(text)
+        return True
+
+
 def configure_logging(settings: Settings, worker: int | None = None) -> None:
     """Set up logging for a server (or a worker, `worker` its index) from
     its settings. `logging_settings` replaces everything else but the level
     of core's own loggers."""
     _remove_installed()
+    server_logger = logging.getLogger(SERVER_LOGGER)
+    if not any(isinstance(f, ProcessMessagesOnce) for f in server_logger.filters):
+        server_logger.addFilter(ProcessMessagesOnce())
     context = ModelContextFilter(worker)
     if settings.logging_settings is not None:
         apply_logging_settings(settings.logging_settings)

@@ -4,17 +4,19 @@ version answers requests that name none."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from . import batching
-from .errors import CoreError, ModelLoadError, ModelNotFound, ModelNotReady
+from .deadlines import Deadline, expiring, load_timeout
+from .errors import CoreError, DeadlineExceeded, ModelLoadError, ModelNotFound, ModelNotReady
 from .model import Model
 from .model_context import model_context
 from .repository.implementation import resolve_implementation
-from .settings import ModelSettings
+from .settings import ModelSettings, Settings
 from .types import State
 from .workers.model import WorkerModel
 
@@ -30,6 +32,9 @@ class ModelEntry:
     state: State
     reason: str = ""
     model: Model | None = None
+    # Its last load passed its deadline (load_timeout): given up on, it no
+    # longer holds the server's readiness back.
+    timed_out: bool = False
 
 
 def version_key(version: str | None) -> tuple[int, tuple[int, ...], str]:
@@ -72,19 +77,55 @@ async def unload_instance(model: Model) -> None:
         logger.exception("model '%s' failed to unload cleanly", model.name)
 
 
+class KeyedLocks:
+    """A lock per key, held only while some task holds or waits for it: the
+    keys of calls that come and go (model names, unknown ones included)
+    leave nothing behind."""
+
+    def __init__(self) -> None:
+        self._locks: dict[object, tuple[asyncio.Lock, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def of(self, key: object) -> AsyncIterator[None]:
+        lock, users = self._locks.get(key) or (asyncio.Lock(), 0)
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users == 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
+
+    def __len__(self) -> int:
+        return len(self._locks)
+
+
+class LoadLocks(KeyedLocks):
+    """Instances of one runtime class load one at a time; different runtimes
+    load side by side, so a load that hangs holds up only its own runtime's
+    (until its load deadline). Loading unpickles artifacts in threads, and
+    two threads importing a framework's modules for the first time fail
+    with "partially initialized module" errors: instances of one runtime are
+    the loads that import the same modules."""
+
+
 class ModelRegistry:
-    def __init__(self, build: Callable[[ModelSettings], Model] = build_local) -> None:
+    def __init__(
+        self, build: Callable[[ModelSettings], Model] = build_local, settings: Settings | None = None
+    ) -> None:
         # Makes the instance for a model's settings: the runtime itself, or a
         # proxy to the worker processes that hold it.
         self._build = build
+        self.settings = settings or Settings()
         self._entries: dict[str, dict[str | None, ModelEntry]] = {}
         # name -> the model that serves requests without a version (ready ones only).
         self._defaults: dict[str, Model] = {}
-        self._locks: dict[str, asyncio.Lock] = {}
-        # One model instance loads at a time, process-wide: loading unpickles
-        # artifacts in threads, and two threads importing the same framework
-        # for the first time fail with "partially initialized module" errors.
-        self._loading = asyncio.Lock()
+        # Loads and unloads of one name, one at a time.
+        self._names = KeyedLocks()
+        self._loading = LoadLocks()
         # Whether any instance ever loaded lives in worker processes: until
         # then, transports need not look for a worker to hand requests to.
         self.hosts_workers = False
@@ -120,7 +161,7 @@ class ModelRegistry:
         reload the old instance keeps serving until the new one is ready. A
         failure is recorded on the entry, never raised: other models are
         unaffected."""
-        async with self._lock(settings.name):
+        async with self._names.of(settings.name):
             versions = self._entries.setdefault(settings.name, {})
             entry = versions.get(settings.version)
             if entry is None:
@@ -129,15 +170,21 @@ class ModelRegistry:
                 )
             elif entry.state != State.READY:
                 entry.state, entry.reason = State.LOADING, ""
+            entry.timed_out = False
             try:
-                async with self._loading:
+                with expiring(self._load_deadline(settings)):
                     new_model = model or self._build(settings)
-                    await load_instance(new_model)
+                    if isinstance(new_model, WorkerModel):  # its workers take the load locks
+                        await load_instance(new_model)
+                    else:
+                        async with self._loading.of(type(new_model)):
+                            await load_instance(new_model)
                 if isinstance(new_model, WorkerModel):
                     self.hosts_workers = True
             except Exception as error:
                 reason = error.message if isinstance(error, CoreError) else f"{type(error).__name__}: {error}"
                 logger.error("model '%s' failed to load: %s", settings.name, reason)
+                entry.timed_out = isinstance(error, DeadlineExceeded)
                 if entry.model is None:
                     entry.state, entry.reason = State.FAILED, reason
                 else:
@@ -152,13 +199,17 @@ class ModelRegistry:
         return True
 
     async def unload(self, name: str, version: str | None = None) -> None:
-        async with self._lock(name):
+        if name not in self._entries:  # no lock, no state for names never loaded
+            raise ModelNotFound(name, version)
+        async with self._names.of(name):
             versions = self._entries.get(name)
             if not versions or (version is not None and version not in versions):
                 raise ModelNotFound(name, version)
             targets = [versions[version]] if version is not None else list(versions.values())
             for entry in targets:
                 entry.state = State.UNLOADING
+            # Requests stop reaching them now, with a 503 that says why.
+            self._update_default(name)
             for entry in targets:
                 if entry.model is not None:
                     await unload_instance(entry.model)
@@ -178,5 +229,8 @@ class ModelRegistry:
         else:
             self._defaults.pop(name, None)
 
-    def _lock(self, name: str) -> asyncio.Lock:
-        return self._locks.setdefault(name, asyncio.Lock())
+    def _load_deadline(self, settings: ModelSettings) -> Deadline | None:
+        seconds = load_timeout(settings, self.settings)
+        if seconds <= 0:
+            return None
+        return Deadline.after(seconds, f"model '{settings.name}' did not load", "its load_timeout")

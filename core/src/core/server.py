@@ -6,9 +6,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
+import os
 import signal
 import threading
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
+from types import FrameType
 
 import uvicorn
 
@@ -19,17 +23,37 @@ from .observability import Observability
 from .registry import ModelRegistry
 from .rest.app import create_app
 from .rest.fast_infer import FastInferApp
+from .rest.http_protocol import http_protocol
+from .rest.limits import BodyLimits
 from .settings import Settings
+from .types import limits as tensor_limits
 from .workers.pool import WorkerPools
 from .workers.process import exit_listeners
 
 logger = logging.getLogger(__name__)
 
+# The least time the shutdown gives unloading the models, and the workers to exit.
+_LEAST_SHUTDOWN_STEP = 2.0
+
 
 class _HTTPServer(uvicorn.Server):
     """uvicorn re-raises a caught SIGTERM as soon as HTTP has stopped, which
     killed the process before `Server.start` unloaded the models. Catch the
-    signals without re-raising them, so the shutdown finishes."""
+    signals without re-raising them, so the shutdown finishes. The first
+    signal starts the shutdown of every transport at once (`on_first_signal`);
+    a second one ends the process at once (`on_second_signal`)."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.on_first_signal: Callable[[], None] = lambda: None
+        self.on_second_signal: Callable[[int], None] = lambda sig: None
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self.should_exit:
+            self.on_second_signal(sig)
+            return
+        self.should_exit = True
+        self.on_first_signal()
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -55,30 +79,46 @@ class Server:
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or Settings()
         executor.configure(inline_budget=self.settings.inline_predict_budget)
+        # The tensor decoders see no Settings: their limits are set per process.
+        tensor_limits.configure(self.settings.max_bytes_elements)
         # Before the workers start: they inherit the metrics folder's location.
         self.observability = Observability(self.settings)
         self.workers = WorkerPools(self.settings)
-        self.registry = ModelRegistry(self.workers.build)
+        self.registry = ModelRegistry(self.workers.build, self.settings)
         self.dataplane = self.observability.dataplane(self.registry)
         self.app = create_app(self.settings, self.dataplane)
-        self._http: uvicorn.Server | None = None
+        self._http: _HTTPServer | None = None
         self._grpc: GRPCServer | None = None
+        self._grpc_stopped: asyncio.Future[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping_since = 0.0
 
     async def start(self, models: Sequence[Model] = ()) -> None:
         """Serve until SIGINT/SIGTERM. The HTTP and gRPC ports open at once (so
         liveness answers while models load); readiness follows the models. On
-        a signal both stop taking calls, finish the running ones, then the
-        models unload."""
+        a signal both transports stop taking calls at once and finish the
+        running ones within `graceful_shutdown_timeout`; then the models
+        unload and the workers stop, each within a bound. A second signal
+        ends the process at once."""
         settings = self.settings
+        self._loop = asyncio.get_running_loop()
         rest_app = FastInferApp(self.app, self.dataplane, settings.max_request_body_size)
         config = uvicorn.Config(
-            self.observability.rest_app(rest_app, self.app),
+            BodyLimits(
+                self.observability.rest_app(rest_app, self.app),
+                settings.max_request_body_size,
+                settings.http_body_timeout,
+            ),
+            http=http_protocol(settings),
             log_level=settings.log_level.lower(),
             access_log=settings.access_log,
             log_config=None,
             lifespan="off",
+            timeout_graceful_shutdown=math.ceil(settings.graceful_shutdown_timeout),
         )
         self._http = _HTTPServer(config)
+        self._http.on_first_signal = self.stop
+        self._http.on_second_signal = self._exit_now
         self._grpc = GRPCServer(settings, self.dataplane, self.observability.grpc_interceptors())
         http_socket = ports.bind(settings.host, settings.http_port, "HTTP port")
         metrics = self.observability.metrics_server(self.workers)
@@ -94,16 +134,18 @@ class Server:
         serving = asyncio.create_task(self._http.serve(sockets=[http_socket]))
         logger.info("REST server listening on http://%s:%d", settings.host, settings.http_port)
         exit_listeners.append(self.observability.worker_exited)
+        # Loads run beside serving: a shutdown does not wait for a load.
+        loading = asyncio.create_task(self._load(models))
         try:
-            await self._load(models)
             await serving
         finally:
+            self._begin_shutdown()
             if not serving.done():
-                self._http.should_exit = True
                 await serving
-            await self._grpc.stop()
-            await self.registry.unload_all()
-            await self.workers.stop()
+            loading.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await loading
+            await self._finish_shutdown()
             exit_listeners.remove(self.observability.worker_exited)
             if metrics is not None:
                 await metrics.stop()
@@ -119,12 +161,56 @@ class Server:
             uvloop.run(self.start(models))
 
     def stop(self) -> None:
+        """Shut down as on SIGTERM. Safe from any thread, and from a signal
+        handler: the shutdown itself runs on the server's loop."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._begin_shutdown)
+
+    def _begin_shutdown(self) -> None:
+        """Both transports stop taking new work now, and get
+        `graceful_shutdown_timeout` to finish what is in flight (uvicorn's
+        `timeout_graceful_shutdown`; gRPC's grace). Readiness turns false."""
+        if self.dataplane.stopping:
+            return
+        self.dataplane.stopping = True
+        self._stopping_since = time.monotonic()
+        timeout = self.settings.graceful_shutdown_timeout
+        logger.info("shutting down: no new requests; finishing those in flight (up to %g s)", timeout)
         if self._http is not None:
             self._http.should_exit = True
+            for listener in getattr(self._http, "servers", ()):
+                listener.close()
+        if self._grpc is not None:
+            self._grpc_stopped = asyncio.ensure_future(self._grpc.stop(timeout))
+
+    async def _finish_shutdown(self) -> None:
+        """Once the transports have drained: unload the models and stop the
+        workers, each within what is left of the shutdown timeout (2 s at
+        least), a hung worker killed."""
+        if self._grpc_stopped is not None:
+            await self._grpc_stopped
+        try:
+            await asyncio.wait_for(self.registry.unload_all(), self._shutdown_time_left())
+        except asyncio.TimeoutError:
+            logger.error("models did not unload in time: stopping their workers anyway")
+        await self.workers.stop(self._shutdown_time_left())
+
+    def _shutdown_time_left(self) -> float:
+        elapsed = time.monotonic() - self._stopping_since
+        return max(self.settings.graceful_shutdown_timeout - elapsed, _LEAST_SHUTDOWN_STEP)
+
+    def _exit_now(self, sig: int) -> None:
+        """A second SIGTERM/SIGINT: kill the workers and end the process now."""
+        logger.warning("second %s: exiting now", signal.Signals(sig).name)
+        self.workers.kill()
+        os._exit(128 + sig)
 
     async def _load(self, models: Sequence[Model]) -> None:
-        if self.settings.load_models_at_startup:
-            await self.dataplane.load_repository()
-        for model in models:
-            await self.dataplane.add_model(model)
+        try:
+            if self.settings.load_models_at_startup:
+                await self.dataplane.load_repository()
+            for model in models:
+                await self.dataplane.add_model(model)
+        except Exception:
+            logger.exception("loading the models failed")
         self.dataplane.started = True

@@ -70,6 +70,22 @@ class Settings(BaseSettings):
     max_request_body_size: int = Field(default=256 * 1024 * 1024, gt=0)
     # Largest gRPC message received or sent, in bytes; None: max_request_body_size.
     grpc_max_message_length: int | None = Field(default=None, gt=0)
+    # Most BYTES tensor elements in one request, on every transport and form,
+    # from the declared shapes before any decoding; more: 413 /
+    # RESOURCE_EXHAUSTED. Each element costs a Python object (~40 bytes + data).
+    max_bytes_elements: int = Field(default=1_000_000, gt=0)
+    # Largest HTTP request line plus headers, in bytes; larger ones get 431 and the connection closes.
+    http_max_header_size: int = Field(default=64 * 1024, gt=0)
+    # Most header fields in an HTTP request; more get 431 and the connection closes.
+    http_max_headers: int = Field(default=100, gt=0)
+    # Seconds a client has to send a request's headers, from connection open or the end of the last response.
+    http_header_timeout: float = Field(default=10.0, gt=0)
+    # Seconds a client may take to send each part of a request body; then 408 and the connection closes.
+    http_body_timeout: float = Field(default=30.0, gt=0)
+    # Seconds an idle keep-alive connection stays open after a response (uvicorn's timeout_keep_alive).
+    http_keep_alive_timeout: float = Field(default=5.0, gt=0)
+    # Most open HTTP connections; more get 503 and are closed. None: from the descriptor limit.
+    http_max_connections: int | None = Field(default=None, gt=0)
     log_level: str = "INFO"
     # A logging configuration: a file (.json, .yaml/.yml: dictConfig; .ini,
     # .conf: fileConfig) or a dictConfig dict. Replaces core's own.

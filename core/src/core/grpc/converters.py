@@ -10,7 +10,7 @@ import orjson
 from google.protobuf import json_format
 from pydantic import ValidationError
 
-from ..errors import BadRequest
+from ..errors import BadRequest, shorten
 from ..types import (
     Datatype,
     InferenceRequest,
@@ -24,7 +24,8 @@ from ..types import (
     to_ndarray,
 )
 from ..types.dataplane import parameters_dict
-from ..types.raw import decode_raw, element_count, encode_output
+from ..types.limits import check_request, element_count
+from ..types.raw import decode_raw, encode_output
 from .generated import inference_pb2 as pb
 from .tensors import decode_contents
 
@@ -83,6 +84,8 @@ def request_from_proto(message: pb.ModelInferRequest) -> InferenceRequest:
             raise BadRequest("raw_input_contents and typed contents cannot be mixed in one request")
         if len(raw) != len(tensors):
             raise BadRequest(f"raw_input_contents has {len(raw)} entries for {len(tensors)} inputs")
+    # Every shape, and the BYTES elements of the request, before any data is decoded.
+    check_request((tensor.name, tensor.datatype, tensor.shape) for tensor in tensors)
     inputs = []
     for index, tensor in enumerate(tensors):
         name = tensor.name
@@ -91,13 +94,12 @@ def request_from_proto(message: pb.ModelInferRequest) -> InferenceRequest:
         if raw:
             data = decode_raw(name, datatype, shape, raw[index])  # checks the shape first
         else:
-            element_count(name, shape)
-            data = decode_contents(name, datatype, tensor.contents)
+            data = decode_contents(name, datatype, tensor.contents, element_count(name, shape))
         request_input = RequestInput(
             name=name,
             shape=shape,
             datatype=datatype,
-            parameters=parameters_from_proto(f"input '{name}'", tensor.parameters),
+            parameters=parameters_from_proto(f"input '{shorten(name)}'", tensor.parameters),
             data=data,
         )
         to_ndarray(request_input)  # checks element count and ranges now, cached for the model
@@ -105,7 +107,7 @@ def request_from_proto(message: pb.ModelInferRequest) -> InferenceRequest:
     outputs = [
         RequestOutput(
             name=output.name,
-            parameters=parameters_from_proto(f"output '{output.name}'", output.parameters),
+            parameters=parameters_from_proto(f"output '{shorten(output.name)}'", output.parameters),
         )
         for output in message.outputs
     ]
@@ -124,7 +126,7 @@ def _datatype(name: str, value: str) -> Datatype:
     datatype = _DATATYPES.get(value)
     if datatype is None:
         known = ", ".join(_DATATYPES)
-        raise BadRequest(f"tensor '{name}': unknown datatype '{value}' (one of {known})")
+        raise BadRequest(f"tensor '{shorten(name)}': unknown datatype '{shorten(value)}' (one of {known})")
     return datatype
 
 

@@ -51,8 +51,14 @@ def infer_target(data: bytes) -> tuple[str, str | None]:
     (1: name, 2: version), and keeps the rest as unknown fields."""
     try:
         target = pb.ModelMetadataRequest.FromString(data)
-    except DecodeError as error:
-        raise BadRequest(f"malformed ModelInferRequest: {error}") from None
+    except DecodeError:
+        # Reported as what the client sent, not as the stand-in parsed here:
+        # a message ModelMetadataRequest cannot parse, ModelInferRequest cannot either.
+        try:
+            pb.ModelInferRequest.FromString(data)
+        except DecodeError as error:
+            raise BadRequest(f"malformed ModelInferRequest: {error}") from None
+        raise BadRequest("malformed ModelInferRequest") from None
     return target.name, target.version or None
 
 

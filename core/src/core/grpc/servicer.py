@@ -12,7 +12,9 @@ import grpc
 from google.protobuf.message import DecodeError
 
 from ..dataplane import DataPlane
-from ..errors import CoreError
+from ..deadlines import set_client_timeout
+from ..errors import CoreError, shorten
+from ..memory import release_after
 from ..workers.model import WorkerModel
 from . import converters
 from .generated import inference_pb2 as pb
@@ -27,6 +29,11 @@ ENABLE_FINAL_RESPONSE = "triton_enable_empty_final_response"
 FINAL_RESPONSE = "triton_final_response"
 
 Response = TypeVar("Response")
+
+# The longest status message sent: it travels in the trailers, whose size
+# clients limit (8 KiB by default); past it a client sees RESOURCE_EXHAUSTED
+# "Stream removed" instead of the error.
+MAX_STATUS_MESSAGE = 1000
 
 
 class InferenceServicer:
@@ -77,7 +84,10 @@ class InferenceServicer:
                 await context.send_initial_metadata(metadata)
             return message
 
-        return await _guarded(context, infer())
+        try:
+            return await _guarded(context, infer())
+        finally:
+            release_after(len(data))
 
     async def _infer(self, data: bytes, headers: dict[str, str]) -> tuple[bytes, tuple[tuple[str, str], ...]]:
         # Reading the target first costs a second parse: only worth it once
@@ -98,8 +108,10 @@ class InferenceServicer:
         request with Triton's `triton_enable_empty_final_response` gets
         `triton_final_response` false on each response, then an empty response
         with it true once the model's stream has ended."""
+        set_client_timeout(context.time_remaining())
         headers = request_headers(context)
         async for data in requests:
+            release_after(len(data))
             try:
                 request = pb.ModelInferRequest.FromString(data)
                 payload = converters.request_from_proto(request)
@@ -116,7 +128,7 @@ class InferenceServicer:
             except DecodeError as error:
                 yield pb.ModelStreamInferResponse(error_message=f"malformed ModelInferRequest: {error}")
             except CoreError as error:
-                yield pb.ModelStreamInferResponse(error_message=error.message)
+                yield pb.ModelStreamInferResponse(error_message=shorten(error.message, MAX_STATUS_MESSAGE))
             except Exception:
                 logger.exception("unhandled error in a gRPC stream")
                 yield pb.ModelStreamInferResponse(error_message="internal server error")
@@ -137,7 +149,8 @@ class InferenceServicer:
         self, request: pb.RepositoryModelLoadRequest, context: Any
     ) -> pb.RepositoryModelLoadResponse:
         if request.parameters:
-            await context.abort(
+            await abort(
+                context,
                 grpc.StatusCode.UNIMPLEMENTED,
                 "load parameters (configuration and file overrides) are not supported",
             )
@@ -178,15 +191,23 @@ class InferenceServicer:
 
 async def _guarded(context: Any, call: Awaitable[Response]) -> Response:
     """`call`'s result; a CoreError becomes its gRPC status and message, any
-    other exception INTERNAL with a generic message (the details go to the log)."""
+    other exception INTERNAL with a generic message (the details go to the log).
+    The client's deadline bounds the calls into models."""
+    set_client_timeout(context.time_remaining())
     try:
         return await call
     except CoreError as error:
-        await context.abort(getattr(grpc.StatusCode, error.grpc_code), error.message)
+        await abort(context, getattr(grpc.StatusCode, error.grpc_code), error.message)
     except Exception:
         logger.exception("unhandled error in a gRPC call")
-        await context.abort(grpc.StatusCode.INTERNAL, "internal server error")
+        await abort(context, grpc.StatusCode.INTERNAL, "internal server error")
     raise AssertionError("context.abort returned")  # it raises; this tells mypy so
+
+
+async def abort(context: Any, code: grpc.StatusCode, message: str) -> None:
+    """End the call with `code` and `message`, cut to MAX_STATUS_MESSAGE
+    characters: every error status of the service goes through here."""
+    await context.abort(code, shorten(message, MAX_STATUS_MESSAGE))
 
 
 def request_headers(context: Any) -> dict[str, str]:
@@ -240,8 +261,10 @@ def _parsing(
         try:
             request = message_type.FromString(data)
         except DecodeError as error:
-            await context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT, f"malformed {message_type.DESCRIPTOR.name}: {error}"
+            await abort(
+                context,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"malformed {message_type.DESCRIPTOR.name}: {error}",
             )
         return await function(request, context)
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import BadRequest
+from ..errors import BadRequest, shorten
 from ..types import NUMPY_DTYPES, Datatype
 from .generated import inference_pb2 as pb
 
@@ -32,8 +32,12 @@ _EXACT_FIELD_TYPES = {Datatype.BOOL, Datatype.INT32, Datatype.INT64, Datatype.UI
 _EXACT_FIELD_TYPES |= {Datatype.FP32, Datatype.FP64}
 
 
-def decode_contents(name: str, datatype: Datatype, contents: pb.InferTensorContents) -> Any:
-    """The elements of a tensor sent in typed `contents`."""
+def decode_contents(
+    name: str, datatype: Datatype, contents: pb.InferTensorContents, count: int | None = None
+) -> Any:
+    """The elements of a tensor sent in typed `contents`; `count`, when given,
+    is what the shape holds: BYTES elements beyond it are not converted."""
+    name = shorten(name)
     field = CONTENTS_FIELDS.get(datatype)
     present = [descriptor.name for descriptor, _ in contents.ListFields()]
     if field is None:
@@ -45,6 +49,8 @@ def decode_contents(name: str, datatype: Datatype, contents: pb.InferTensorConte
         raise BadRequest(f"tensor '{name}': datatype {datatype.value} takes {field}, got {wrong[0]}")
     values = getattr(contents, field)
     if datatype == Datatype.BYTES:
+        if count is not None and len(values) != count:
+            raise BadRequest(f"tensor '{name}': shape holds {count} elements but data has {len(values)}")
         return list(values)
     if datatype in _EXACT_FIELD_TYPES:
         return np.array(values, dtype=NUMPY_DTYPES[datatype])

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ..errors import BadRequest
+from ..errors import BadRequest, shorten
 from ..types import (
     InferenceRequest,
     InferenceResponse,
@@ -48,7 +48,7 @@ def split_body(body: bytes, declared: str) -> tuple[memoryview, memoryview]:
     """The JSON header and the raw bytes after it, by the declared
     Inference-Header-Content-Length (not 0: see `single_input_request`)."""
     if not declared.isdecimal():  # not isdigit: int() rejects "²"
-        raise BadRequest(f"invalid Inference-Header-Content-Length header: {declared!r}")
+        raise BadRequest(f"invalid Inference-Header-Content-Length header: {shorten(repr(declared))}")
     length = int(declared)
     if length > len(body):
         raise BadRequest(
@@ -68,14 +68,15 @@ def read_binary_inputs(payload: InferenceRequest, raw: memoryview) -> None:
             continue
         if not isinstance(size, int) or isinstance(size, bool) or size < 0:
             raise BadRequest(
-                f"input '{tensor.name}': binary_data_size must be a non-negative integer, got {size!r}"
+                f"input '{shorten(tensor.name)}': binary_data_size must be a non-negative integer, "
+                f"got {shorten(repr(size))}"
             )
         if tensor.data is not None:
-            raise BadRequest(f"input '{tensor.name}' has both data and binary_data_size")
+            raise BadRequest(f"input '{shorten(tensor.name)}' has both data and binary_data_size")
         binary.append((tensor, size))
     total = sum(size for _, size in binary)
     if total != len(raw):
-        names = ", ".join(f"'{tensor.name}' {size}" for tensor, size in binary) or "none"
+        names = shorten(", ".join(f"'{shorten(tensor.name)}' {size}" for tensor, size in binary) or "none")
         raise BadRequest(
             f"{len(raw)} bytes of binary data follow the JSON header, but the inputs' "
             f"binary_data_size add up to {total} (inputs: {names})"
@@ -132,14 +133,16 @@ def take_binary_outputs(payload: InferenceRequest) -> BinaryOutputs | None:
     request; None when every output goes as JSON (the common, fast case)."""
     default = _pop(payload, "binary_data_output")
     if default is not None and not isinstance(default, bool):
-        raise BadRequest(f"parameter binary_data_output must be a boolean, got {default!r}")
+        raise BadRequest(f"parameter binary_data_output must be a boolean, got {shorten(repr(default))}")
     overrides: dict[str, bool] | None = None
     for output in payload.outputs or ():
         value = _pop(output, "binary_data")
         if value is None:
             continue
         if not isinstance(value, bool):
-            raise BadRequest(f"output '{output.name}': binary_data must be a boolean, got {value!r}")
+            raise BadRequest(
+                f"output '{shorten(output.name)}': binary_data must be a boolean, got {shorten(repr(value))}"
+            )
         if overrides is None:
             overrides = {}
         overrides[output.name] = value

@@ -18,6 +18,7 @@ from ..dataplane import DataPlane
 from ..errors import BadRequest, CoreError, InferenceError
 from ..types import InferenceRequest, InferenceResponse
 from ..types.dataplane import parameters_dict
+from ..types.limits import check_request
 from ..workers.model import WorkerModel
 from .binary import (
     ALL_BINARY,
@@ -48,9 +49,12 @@ def parse_inference_request(body: bytes | memoryview) -> InferenceRequest:
     # pydantic does not validate `data` per element.
     content = parse_json(body)
     try:
-        return InferenceRequest.model_validate(content)
+        payload = InferenceRequest.model_validate(content)
     except ValidationError as error:
         raise BadRequest(describe_request_error(error)) from None
+    # Every shape, and the BYTES elements of the request, before any data is decoded.
+    check_request((tensor.name, tensor.datatype, tensor.shape) for tensor in payload.inputs)
+    return payload
 
 
 async def infer_body(

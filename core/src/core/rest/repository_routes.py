@@ -8,6 +8,7 @@ from pydantic import ValidationError
 from ..dataplane import DataPlane
 from ..errors import BadRequest
 from ..types import RepositoryIndexRequest, RepositoryIndexResponse
+from .body import read_body
 from .errors import describe_request_error
 from .responses import JSONResponse
 
@@ -16,7 +17,7 @@ def repository_router(dataplane: DataPlane) -> APIRouter:
     router = APIRouter(tags=["model repository"])
 
     async def index(request: Request) -> JSONResponse:
-        body = await request.body()
+        body = await read_body(request.headers, request.receive, dataplane.settings.max_request_body_size)
         try:
             query = (
                 RepositoryIndexRequest.model_validate_json(body) if body.strip() else RepositoryIndexRequest()

@@ -3,13 +3,13 @@ the checks the protocol implies: known datatype, element types, shape."""
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
 
-from ..errors import BadRequest
+from ..errors import BadRequest, shorten
 from .datatypes import NUMPY_DTYPES, Datatype
+from .limits import element_count
 
 _CACHE = "_ndarray"
 
@@ -66,17 +66,17 @@ class _Cached:
 
 
 def _convert(name: str, datatype: Datatype, shape: list[int], data: Any) -> np.ndarray:
-    if any(dim < 0 for dim in shape):
-        raise BadRequest(f"tensor '{name}': shape {shape} has a negative dimension")
+    # The shape first: dimensions, and the BYTES element limit before any conversion.
+    expected = element_count(name, shape, datatype)
+    name = shorten(name)
     if data is None:
         raise BadRequest(f"tensor '{name}' has no data")
-    expected = math.prod(shape)
     is_bytes = datatype == Datatype.BYTES
-    array = _bytes_array(name, data) if is_bytes else _numeric_array(name, datatype, data)
+    array = _bytes_array(name, data, expected) if is_bytes else _numeric_array(name, datatype, data)
     if array.size != expected:
-        raise BadRequest(
-            f"tensor '{name}': shape {shape} holds {expected} elements but data has {array.size}"
-        )
+        # BYTES data is converted no further than one element past the shape.
+        found = "more" if is_bytes and array.size > expected else array.size
+        raise BadRequest(f"tensor '{name}': shape {shape} holds {expected} elements but data has {found}")
     return array.reshape(shape)
 
 
@@ -132,10 +132,23 @@ def _python_ints(name: str, datatype: Datatype, data: Any, shape: tuple[int, ...
     return np.array(values, dtype=NUMPY_DTYPES[datatype]).reshape(shape)
 
 
-def _bytes_array(name: str, data: Any) -> np.ndarray:
+def _bytes_array(name: str, data: Any, expected: int) -> np.ndarray:
+    """The elements as a flat object array; stops once past `expected`
+    elements (the caller reports the mismatch), so data far larger than its
+    shape is not converted in full."""
+    if type(data) is list:
+        if len(data) > expected:
+            data = data[: expected + 1]
+        # The common cases, a flat list of str (JSON) or of bytes (raw, gRPC), in bulk.
+        if all(type(item) is str for item in data):
+            data = [item.encode("utf-8") for item in data]
+        if all(type(item) is bytes for item in data):
+            array = np.empty(len(data), dtype=object)
+            array[:] = data
+            return array
     flat: list[bytes] = []
     stack = [data] if not isinstance(data, list) else list(reversed(data))
-    while stack:
+    while stack and len(flat) <= expected:
         item = stack.pop()
         if isinstance(item, list):
             stack.extend(reversed(item))

@@ -215,12 +215,27 @@ def _unpack_lock(final: Path) -> Iterator[None]:
             return
         import fcntl
 
-        with open(final.with_name(final.name + ".lock"), "a") as file:
+        path = final.with_name(final.name + ".lock")
+        while True:
+            file = open(path, "a")  # noqa: SIM115  (closed below)
             fcntl.flock(file, fcntl.LOCK_EX)
+            # The lock file of an unpack that failed is removed while locked:
+            # a process that was waiting on it locks afresh, on the new file.
             try:
-                yield
-            finally:
-                fcntl.flock(file, fcntl.LOCK_UN)
+                if os.fstat(file.fileno()).st_ino == os.stat(path).st_ino:
+                    break
+            except FileNotFoundError:
+                pass
+            file.close()
+        try:
+            yield
+        except BaseException:
+            # A refused or failed unpack leaves nothing behind, its lock included.
+            if not final.exists():
+                path.unlink(missing_ok=True)
+            raise
+        finally:
+            file.close()  # and with it the lock
 
 
 def _sha256(tarball: BinaryIO, what: str) -> str:

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ModelLoadError
+from ..deadlines import Deadline, call_deadline, model_timeout
+from ..errors import CoreError, ModelLoadError, ModelNotReady
 from ..model import Model
 from ..settings import ModelSettings
 from ..statistics import InferenceStatistics
@@ -20,6 +22,8 @@ from .process import WorkerProcess, WorkerUnavailable
 
 if TYPE_CHECKING:
     from .pool import WorkerPool, WorkerPools
+
+logger = logging.getLogger(__name__)
 
 
 class WorkerModel(Model):
@@ -33,6 +37,8 @@ class WorkerModel(Model):
         # Worker index -> the worker process in which the replica is loaded.
         self._replicas: dict[int, WorkerProcess] = {}
         self._placed: set[int] = set()
+        # Seconds each call to a replica may take (0: no limit).
+        self._timeout = model_timeout(settings, pools.settings)
 
     @property
     def ready(self) -> bool:
@@ -52,22 +58,44 @@ class WorkerModel(Model):
             if worker.ready and (best is None or worker.in_flight < best.in_flight):
                 best = worker
         if best is None:
-            raise WorkerUnavailable(
-                f"model '{self.name}' has no replica ready: its worker is being replaced, try again"
-            )
+            raise self._no_replica()
         return best
+
+    def _no_replica(self) -> Exception:
+        """Why no replica takes the call, as it is."""
+        if not self._ready or not self._replicas:
+            return ModelNotReady(f"model '{self.name}' is not loaded (unloading, or loading again)")
+        if any(
+            worker.process is not None and worker.process.returncode is None
+            for worker in self._replicas.values()
+        ):
+            return WorkerUnavailable(
+                f"model '{self.name}' has no replica ready: its workers do not answer their heartbeat; "
+                "try again"
+            )
+        return WorkerUnavailable(
+            f"model '{self.name}' has no replica ready: its worker exited and is being replaced; try again"
+        )
+
+    def _deadline(self) -> Deadline | None:
+        return call_deadline(self.name, self._timeout)
 
     # Lifecycle
 
     async def load(self) -> bool:
         self.pool = pool = await self._pools.pool_for(self.settings)
         try:
-            targets = pool.place(self.settings.replicas)
+            self._placed = set()
+            pool.placing.add(self)
+            targets = pool.place(self)
             if not targets:
                 raise ModelLoadError("the worker pool has no workers")
-            self._placed = {worker.index for worker in targets}
             loads = (self.load_replica(worker) for worker in targets)
-            results = await asyncio.gather(*loads, return_exceptions=True)
+            try:
+                results = await asyncio.gather(*loads, return_exceptions=True)
+            except asyncio.CancelledError:  # the load's deadline: no replica stays behind
+                await self.unload()
+                raise
             failures = [result for result in results if isinstance(result, BaseException)]
             if failures:
                 await self.unload()
@@ -75,17 +103,30 @@ class WorkerModel(Model):
             pool.models.add(self)
         finally:
             pool.loading -= 1
+            pool.placing.discard(self)
             if self not in pool.models:  # failed: the pool may be left without models
                 await self._pools.release(pool)
         return True
 
-    async def load_replica(self, worker: WorkerProcess) -> None:
+    async def load_replica(self, worker: WorkerProcess, retry: bool = True) -> None:
+        """Load the model into `worker`. A worker that exits meanwhile takes
+        every load in it down, this model's whether or not it is the cause:
+        with `retry`, the load is tried once more, alone, in the worker that
+        replaces it, and fails only if that one exits too."""
         settings = self.settings
         source = str(settings.source) if settings.source is not None else None
         try:
             await worker.call(protocol.LOAD, self.uid, settings.model_dump(mode="json"), source)
         except WorkerUnavailable:
-            raise ModelLoadError(f"{worker.describe()} exited while loading the model") from None
+            await worker.exited.wait()
+            if not retry or self.pool is None:
+                raise ModelLoadError(
+                    f"{worker.describe()} exited while loading the model ({worker.exit_reason})"
+                ) from None
+            pool = self.pool
+            async with pool.suspects:
+                await self.load_replica(await pool.replacement(worker), retry=False)
+            return
         except Exception as error:
             raise ModelLoadError(getattr(error, "message", str(error))) from None
         self._replicas[worker.index] = worker
@@ -95,8 +136,14 @@ class WorkerModel(Model):
             self.pool.models.discard(self)
         replicas, self._replicas = self._replicas, {}
         for worker in replicas.values():
-            with contextlib.suppress(WorkerUnavailable):  # gone with its worker
-                await worker.call(protocol.UNLOAD, self.uid)
+            try:
+                await worker.call(protocol.UNLOAD, self.uid, deadline=self._deadline())
+            except WorkerUnavailable:  # gone with its worker
+                pass
+            except CoreError as error:  # a hung worker: the heartbeat replaces it
+                logger.error(
+                    "model '%s' did not unload from %s: %s", self.name, worker.describe(), error.message
+                )
         if self.pool is not None:
             await self._pools.release(self.pool)
         return True
@@ -107,7 +154,7 @@ class WorkerModel(Model):
         self, headers: Mapping[str, str], body: bytes
     ) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
         result: tuple[int, bytes, list[tuple[bytes, bytes]]] = await self._pick().call(
-            protocol.INFER_HTTP, self.uid, headers, body
+            protocol.INFER_HTTP, self.uid, headers, body, deadline=self._deadline()
         )
         return result
 
@@ -115,7 +162,7 @@ class WorkerModel(Model):
         self, headers: Mapping[str, str], data: bytes
     ) -> tuple[bytes, tuple[tuple[str, str], ...]]:
         result: tuple[bytes, tuple[tuple[str, str], ...]] = await self._pick().call(
-            protocol.INFER_GRPC, self.uid, headers, data
+            protocol.INFER_GRPC, self.uid, headers, data, deadline=self._deadline()
         )
         return result
 
@@ -134,7 +181,11 @@ class WorkerModel(Model):
         self, payloads: AsyncIterator[InferenceRequest]
     ) -> AsyncIterator[InferenceResponse]:
         async for payload in payloads:
-            async for response in self._pick().stream(protocol.STREAM, self.uid, payload):
+            replica = self._pick()
+            stream = replica.stream(
+                protocol.STREAM, self.uid, payload, item_timeout=self._timeout, name=self.name
+            )
+            async for response in stream:
                 yield response
 
     async def collect_statistics(self) -> InferenceStatistics:
@@ -144,8 +195,12 @@ class WorkerModel(Model):
         for worker in self._replicas.values():
             if worker.ready:
                 with contextlib.suppress(WorkerUnavailable):
-                    found.append(await worker.call(protocol.CALL, self.uid, "statistics", ()))
+                    found.append(
+                        await worker.call(
+                            protocol.CALL, self.uid, "statistics", (), deadline=self._deadline()
+                        )
+                    )
         return InferenceStatistics.combined(found)
 
     async def _model_call(self, method: str, *args: Any) -> Any:
-        return await self._pick().call(protocol.CALL, self.uid, method, args)
+        return await self._pick().call(protocol.CALL, self.uid, method, args, deadline=self._deadline())

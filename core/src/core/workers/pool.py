@@ -19,7 +19,7 @@ from ..registry import build_local
 from ..settings import ModelSettings, Settings
 from . import protocol
 from .environments import prepare_environment_async
-from .process import WorkerProcess
+from .process import WorkerProcess, WorkerUnavailable
 
 if TYPE_CHECKING:
     from .model import WorkerModel
@@ -47,13 +47,22 @@ class WorkerPool:
         # The workers' process environment (None: this process's).
         self.variables = variables
         self._settings_json = settings.model_dump_json()
+        self._heartbeat_timeout = settings.worker_heartbeat_timeout
         self.workers: list[WorkerProcess] = []
         # The proxies with a replica in the pool, to reload after a restart.
         self.models: set[WorkerModel] = set()
         # Models between `WorkerPools.pool_for` and the end of their load.
         self.loading = 0
+        # Models placed on workers and loading there.
+        self.placing: set[WorkerModel] = set()
         self._supervisors: list[asyncio.Task[None]] = []
         self._stopping = False
+        # Notified whenever a worker is replaced (or could not be).
+        self._replaced = asyncio.Condition()
+        # Models whose load was cut short by their worker's exit load again
+        # one at a time: the one whose load takes the replacement down too is
+        # the cause, the others were only there.
+        self.suspects = asyncio.Lock()
 
     async def start(self) -> None:
         self._stopping = False  # started again after a failed start
@@ -63,18 +72,43 @@ class WorkerPool:
         logger.info("%s worker pool: %d workers (%s)", self.name, self.size, self.python)
 
     def _new_worker(self, index: int) -> WorkerProcess:
-        return WorkerProcess(index, self.python, self._settings_json, self.variables)
+        return WorkerProcess(
+            index, self.python, self._settings_json, self.variables, heartbeat_timeout=self._heartbeat_timeout
+        )
 
-    def place(self, replicas: int | None) -> list[WorkerProcess]:
-        """The workers for a new model's replicas (all when None): those that
-        hold the fewest replicas already, so memory spreads evenly."""
+    async def replacement(self, worker: WorkerProcess) -> WorkerProcess:
+        """The worker that replaced `worker` (which exited), once one is ready
+        (the first replacement may have exited too); WorkerUnavailable if the
+        pool stops. Bounded by the caller's deadline (a load's)."""
+
+        def replaced() -> bool:
+            current = self.workers[worker.index]
+            return self._stopping or (current is not worker and current.ready)
+
+        async with self._replaced:
+            await self._replaced.wait_for(replaced)
+        current = self.workers[worker.index]
+        if self._stopping:
+            raise WorkerUnavailable(f"worker {worker.index} is not replaced: the pool is stopping")
+        return current
+
+    async def _announce_replacement(self) -> None:
+        async with self._replaced:
+            self._replaced.notify_all()
+
+    def place(self, model: WorkerModel) -> list[WorkerProcess]:
+        """The workers for a new model's replicas (all when its `replicas` is
+        None): those that hold the fewest replicas already, counting those
+        of models loading meanwhile, so memory spreads evenly."""
+        replicas = model.settings.replicas
         count = self.size if replicas is None else min(replicas, self.size)
         held = {worker.index: 0 for worker in self.workers}
-        for model in self.models:
-            for index in model.worker_indexes:
+        for other in self.models | self.placing:
+            for index in other.worker_indexes:
                 held[index] = held.get(index, 0) + 1
-        ranked = sorted(self.workers, key=lambda worker: (held[worker.index], worker.index))
-        return ranked[:count]
+        ranked = sorted(self.workers, key=lambda worker: (held[worker.index], worker.index))[:count]
+        model.worker_indexes.update(worker.index for worker in ranked)
+        return ranked
 
     def queue_sizes(self) -> dict[int, int]:
         """Requests sent to each worker and not yet answered (MLServer's
@@ -101,12 +135,14 @@ class WorkerPool:
             except Exception as error:
                 logger.error("could not replace worker %d: %s", index, error)
                 continue
+            finally:
+                await self._announce_replacement()
             await self._reload(replacement, [m for m in self.models if index in m.worker_indexes])
 
     async def _reload(self, worker: WorkerProcess, models: Iterable[WorkerModel]) -> None:
         for model in models:
             try:
-                await model.load_replica(worker)
+                await model.load_replica(worker, retry=False)
             except Exception as error:
                 logger.error(
                     "model '%s' could not be reloaded into %s: %s", model.name, worker.describe(), error
@@ -114,6 +150,7 @@ class WorkerPool:
 
     async def stop(self, timeout: float = 10.0) -> None:
         self._stopping = True
+        await self._announce_replacement()
         for task in self._supervisors:
             task.cancel()
         for task in self._supervisors:
@@ -191,8 +228,15 @@ class WorkerPools:
         logger.info("%s worker pool: no models left, stopping it", pool.name)
         await pool.stop()
 
-    async def stop(self) -> None:
-        await asyncio.gather(*(pool.stop() for pool in self.pools()))
+    async def stop(self, timeout: float = 10.0) -> None:
+        """Stop every worker; those still running after `timeout` seconds are killed."""
+        await asyncio.gather(*(pool.stop(timeout) for pool in self.pools()))
+
+    def kill(self) -> None:
+        """SIGKILL every worker now (the server is about to exit at once)."""
+        for pool in self.pools():
+            for worker in pool.workers:
+                worker.kill()
 
     def pools(self) -> list[WorkerPool]:
         return [self.default, *self._environments.values()]

@@ -13,6 +13,7 @@ import subprocess
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+from ..deadlines import Deadline, call_deadline, expiring
 from ..errors import CoreError
 from . import protocol
 from .protocol import FramedProtocol
@@ -39,14 +40,26 @@ class WorkerUnavailable(CoreError):
 
 class WorkerProcess:
     def __init__(
-        self, index: int, python: str, settings_json: str, variables: dict[str, str] | None = None
+        self,
+        index: int,
+        python: str,
+        settings_json: str,
+        variables: dict[str, str] | None = None,
+        heartbeat_timeout: float = 10.0,
     ) -> None:
         self.index = index
         self.python = python
         self.variables = variables
+        self.heartbeat_timeout = heartbeat_timeout
         self._settings_json = settings_json
         self.process: asyncio.subprocess.Process | None = None
-        self.ready = False
+        # Started and not gone; `ready` also needs it to answer its heartbeat.
+        self._running = False
+        self._responsive = True
+        # How it ended, once it has: "exit code 3", "killed by signal 9", ...
+        self.exit_reason = ""
+        self._killed_because = ""
+        self._heartbeat: asyncio.Task[None] | None = None
         # Calls sent and not yet answered: the least-busy replica has the fewest.
         self.in_flight = 0
         self._calls: dict[int, _Waiter] = {}
@@ -55,6 +68,11 @@ class WorkerProcess:
         self._started: asyncio.Future[None] | None = None
         self.exited = asyncio.Event()
         self._watch: asyncio.Task[None] | None = None
+
+    @property
+    def ready(self) -> bool:
+        """Takes calls: started, running, and answering its heartbeat."""
+        return self._running and self._responsive
 
     @property
     def pid(self) -> int | None:
@@ -85,13 +103,49 @@ class WorkerProcess:
         except (asyncio.TimeoutError, ConnectionError) as error:
             self.kill()
             raise WorkerUnavailable(f"{self.describe()} did not start: {error or 'timed out'}") from None
-        self.ready = True
+        self._running = True
+        self._heartbeat = asyncio.create_task(self._beat())
         logger.info("%s is ready", self.describe())
+
+    async def _beat(self) -> None:
+        """Ping the worker every second or so. One that does not answer for
+        half of `heartbeat_timeout` is unready (its replicas take no calls);
+        for all of it, it is killed, and the pool replaces it as any worker
+        that exits. A frozen worker (SIGSTOP, a model blocking its event
+        loop) is thereby a detected failure, not a hang."""
+        timeout = self.heartbeat_timeout
+        interval = min(1.0, timeout / 4)
+        loop = asyncio.get_running_loop()
+        while self._running:
+            await asyncio.sleep(interval)
+            sent = loop.time()
+            ping = asyncio.ensure_future(self.call(protocol.PING))
+            done, _ = await asyncio.wait([ping], timeout=timeout / 2)
+            if not done and self._running:
+                self._responsive = False
+                logger.warning(
+                    "%s has not answered its heartbeat for %.1f s: unready", self.describe(), timeout / 2
+                )
+                done, _ = await asyncio.wait([ping], timeout=max(0.0, sent + timeout - loop.time()))
+            if not done:
+                ping.cancel()
+                if self._running:
+                    self._killed_because = f"no heartbeat for {timeout:g} s"
+                    logger.error(
+                        "%s has not answered its heartbeat for %g s: killing it", self.describe(), timeout
+                    )
+                    self.kill()
+                return
+            if ping.exception() is not None:  # gone: the exit watch reports it
+                return
+            if not self._responsive:
+                logger.info("%s answers its heartbeat again: ready", self.describe())
+                self._responsive = True
 
     async def _wait_exit(self) -> None:
         assert self.process is not None
         code = await self.process.wait()
-        self.ready = False
+        self._running = False
         for listener in exit_listeners:
             try:
                 listener(self.process.pid)
@@ -100,6 +154,9 @@ class WorkerProcess:
         if self._protocol is not None:
             self._protocol.close()
         how = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
+        if self._killed_because:
+            how = f"killed: {self._killed_because}"
+        self.exit_reason = how
         log = logger.info if code == 0 else logger.error
         log("%s exited (%s)", self.describe(), how)
         self.exited.set()
@@ -128,8 +185,9 @@ class WorkerProcess:
 
     def _on_closed(self) -> None:
         """The worker is gone: every call it had fails now, not at a timeout."""
-        self.ready = False
-        error = WorkerUnavailable(f"{self.describe()} exited before answering")
+        self._running = False
+        reason = f" ({self._killed_because})" if self._killed_because else ""
+        error = WorkerUnavailable(f"{self.describe()} exited before answering{reason}")
         if self._started is not None and not self._started.done():
             self._started.set_exception(ConnectionError("the worker exited while starting"))
         calls, self._calls = self._calls, {}
@@ -148,25 +206,35 @@ class WorkerProcess:
         self._protocol.send((call_id, kind, args))
         return call_id
 
-    async def call(self, kind: str, *args: Any) -> Any:
-        """Send a call and wait for its answer; the worker's CoreError is raised here."""
+    async def call(self, kind: str, *args: Any, deadline: Deadline | None = None) -> Any:
+        """Send a call and wait for its answer, until `deadline` at most
+        (DeadlineExceeded then); the worker's CoreError is raised here. A
+        call given up on (deadline, cancelled caller) is cancelled in the
+        worker too."""
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         call_id = self._send(kind, args, future)
         self.in_flight += 1
         try:
-            return await future
+            with expiring(deadline):
+                return await future
         finally:
             self.in_flight -= 1
-            self._calls.pop(call_id, None)
+            if self._calls.pop(call_id, None) is not None:
+                self._cancel(call_id)
 
-    async def stream(self, kind: str, *args: Any) -> AsyncIterator[Any]:
-        """A call answered by many messages: each item, until the end."""
+    async def stream(
+        self, kind: str, *args: Any, item_timeout: float = 0.0, name: str = ""
+    ) -> AsyncIterator[Any]:
+        """A call answered by many messages: each item, until the end. Each
+        wait for the next item lasts `item_timeout` seconds at most (0: no
+        limit), and the client's deadline bounds the whole."""
         queue: asyncio.Queue[Any] = asyncio.Queue()
         call_id = self._send(kind, args, queue)
         self.in_flight += 1
         try:
             while True:
-                status, value = await queue.get()
+                with expiring(call_deadline(name, item_timeout)):
+                    status, value = await queue.get()
                 if status == protocol.ITEM:
                     yield value
                 elif status == protocol.END:
@@ -175,12 +243,19 @@ class WorkerProcess:
                     raise protocol.decode_error(value)
         finally:
             self.in_flight -= 1
-            self._calls.pop(call_id, None)
+            if self._calls.pop(call_id, None) is not None:
+                self._cancel(call_id)
+
+    def _cancel(self, call_id: int) -> None:
+        if self._protocol is not None and not self._protocol.closed:
+            self._protocol.send((call_id, protocol.CANCEL, ()))
 
     async def stop(self, timeout: float = 10.0) -> None:
         """Close the connection (the worker exits when it sees it close), then
         wait; kill it if it does not go in time."""
-        self.ready = False
+        self._running = False
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
         if self._protocol is not None:
             self._protocol.close()
         if self.process is None or self.process.returncode is not None:

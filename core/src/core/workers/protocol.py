@@ -34,6 +34,11 @@ INFER_GRPC = "infer_grpc"
 CALL = "call"
 STREAM = "stream"
 FLUSH_METRICS = "flush_metrics"
+# The heartbeat: answered at once by a worker whose event loop runs.
+PING = "ping"
+# Stop working on the call with this message's id: its caller stopped waiting
+# (deadline, cancelled request). Not answered.
+CANCEL = "cancel"
 
 _HEADER = 8  # frame length, little-endian; frames past 4 GiB are possible (gRPC allows 2 GiB)
 

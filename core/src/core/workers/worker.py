@@ -22,10 +22,11 @@ from ..grpc.infer import infer_message
 from ..logs import configure_logging
 from ..model import Model
 from ..observability import Observability
-from ..registry import ModelEntry, load_instance, unload_instance
+from ..registry import LoadLocks, ModelEntry, load_instance, unload_instance
 from ..repository.implementation import resolve_implementation
 from ..rest.fast_infer import respond_infer
 from ..settings import ModelSettings, Settings
+from ..types import limits as tensor_limits
 from . import protocol
 from .protocol import FramedProtocol
 
@@ -72,8 +73,9 @@ class Worker:
         # Times the whole handling of REST and gRPC infer requests (None when
         # neither metrics nor latency logging are on).
         self._measure = self.observability.request_entry()
-        self._loading = asyncio.Lock()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._loading = LoadLocks()
+        # The calls being answered, by call id: a CANCEL message stops one.
+        self._tasks: dict[int, asyncio.Task[None]] = {}
         self._connection: FramedProtocol | None = None
         self.closed = asyncio.Event()
 
@@ -93,9 +95,17 @@ class Worker:
 
     def on_message(self, message: tuple[int, str, tuple[Any, ...]]) -> None:
         call_id, kind, args = message
+        if kind == protocol.PING:  # answered here: a worker whose loop turns is alive
+            self._reply(call_id, protocol.OK, None)
+            return
+        if kind == protocol.CANCEL:
+            running = self._tasks.get(call_id)
+            if running is not None:
+                running.cancel()
+            return
         task = asyncio.get_running_loop().create_task(self._answer(call_id, kind, args))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks[call_id] = task
+        task.add_done_callback(lambda _: self._tasks.pop(call_id, None))
 
     def on_closed(self) -> None:
         self.closed.set()
@@ -112,6 +122,8 @@ class Worker:
                 self._reply(call_id, protocol.END, None)
                 return
             self._reply(call_id, protocol.OK, await self._call(kind, args))
+        except asyncio.CancelledError:
+            return  # the server gave up on the call: nobody waits for an answer
         except CoreError as error:
             self._reply(call_id, protocol.ERROR, protocol.encode_error(error))
         except Exception:
@@ -168,8 +180,9 @@ class Worker:
     async def _load(self, uid: str, values: dict[str, Any], source: str | None) -> None:
         settings = settings_from_message(values, source)
         try:
-            async with self._loading:
-                model = resolve_implementation(settings)(settings)
+            implementation = resolve_implementation(settings)
+            async with self._loading.of(implementation):
+                model = implementation(settings)
                 await load_instance(model)
         except CoreError:
             raise
@@ -221,6 +234,7 @@ def main(argv: list[str] | None = None) -> None:
     # contend for the GIL (a 200-tree forest's predict measured 42 ms of CPU
     # with 6 at once in one worker, 14 ms alone: benchmarks/RESULTS.md).
     executor.configure(inline_budget=settings.inline_predict_budget, calls_per_model=1)
+    tensor_limits.configure(settings.max_bytes_elements)
     try:
         import uvloop
     except ImportError:
