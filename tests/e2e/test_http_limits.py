@@ -1,7 +1,8 @@
-"""The HTTP limits of the REST server (docs/limits.md), against a real
-`core start` with small limits, by raw socket clients that send too much,
-too slowly, or nothing at all. Every socket has a timeout: a limit that does
-not hold fails its test instead of hanging it. After each abuse the server
+"""The HTTP limits of the REST server, and the connection limits of the
+gRPC port (docs/limits.md), against a real `core start` with small limits,
+by raw socket clients that send too much, too slowly, or nothing at all.
+Every socket has a timeout: a limit that does not hold fails its test
+instead of hanging it. After each abuse the server
 must still answer a normal request."""
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import grpc
 import httpx
 import pytest
 
@@ -27,6 +29,7 @@ KEEP_ALIVE_TIMEOUT = 1.0
 MAX_HEADER_SIZE = 4096
 MAX_HEADERS = 20
 MAX_CONNECTIONS = 20
+GRPC_MAX_CONNECTIONS = 5
 # How long any answer may take here: generous, as the machine may be busy.
 PROMPT = 10.0
 
@@ -46,6 +49,7 @@ def server(
         "CORE_HTTP_MAX_HEADER_SIZE": str(MAX_HEADER_SIZE),
         "CORE_HTTP_MAX_HEADERS": str(MAX_HEADERS),
         "CORE_HTTP_MAX_CONNECTIONS": str(MAX_CONNECTIONS),
+        "CORE_GRPC_MAX_CONNECTIONS": str(GRPC_MAX_CONNECTIONS),
     }
     with ServerProcess(root, env=env) as process:
         yield process
@@ -277,3 +281,61 @@ def test_connections_over_the_limit_are_refused_at_once(server: ServerProcess) -
     while live_status(server) != 200:
         assert time.monotonic() < deadline, "the closed connections were never released"
         time.sleep(0.05)
+
+
+def grpc_live(server: ServerProcess) -> bool:
+    """ServerLive over a new gRPC connection; False when it is refused."""
+    with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel:
+        call = channel.unary_unary("/inference.GRPCInferenceService/ServerLive")
+        try:
+            call(b"", timeout=2)
+        except grpc.RpcError as error:
+            assert error.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+            return False
+        return True
+
+
+def grpc_connection(server: ServerProcess) -> socket.socket | None:
+    """A raw connection to the gRPC port, once the server has accepted it (it
+    sends its HTTP/2 settings first); None when it is refused (closed)."""
+    sock = socket.create_connection(("127.0.0.1", server.grpc_port), timeout=PROMPT)
+    try:
+        if sock.recv(65536):
+            return sock
+    except ConnectionResetError:
+        pass
+    sock.close()
+    return None
+
+
+def test_grpc_connections_over_the_limit_are_refused(server: ServerProcess) -> None:
+    assert grpc_live(server)
+    held: list[socket.socket] = []
+    try:
+        deadline = time.monotonic() + PROMPT
+        while len(held) < GRPC_MAX_CONNECTIONS:  # the closed channel above may still count a moment
+            assert time.monotonic() < deadline, f"only {len(held)} gRPC connections accepted"
+            sock = grpc_connection(server)
+            if sock is None:
+                time.sleep(0.1)
+            else:
+                held.append(sock)
+        assert grpc_connection(server) is None  # refused: closed at once, nothing sent
+        assert not grpc_live(server)
+    finally:
+        for sock in held:
+            sock.close()
+    deadline = time.monotonic() + PROMPT
+    while not grpc_live(server):
+        assert time.monotonic() < deadline, "the closed gRPC connections were never released"
+        time.sleep(0.1)
+
+
+def test_silent_grpc_connection_is_closed_after_the_header_timeout(server: ServerProcess) -> None:
+    # No HTTP/2 preface: dropped after the handshake timeout, as on the HTTP port.
+    with socket.create_connection(("127.0.0.1", server.grpc_port), timeout=HEADER_TIMEOUT + PROMPT) as sock:
+        started = time.monotonic()
+        with contextlib.suppress(ConnectionResetError):
+            while sock.recv(65536):  # the server's own HTTP/2 settings, then EOF
+                pass
+        assert time.monotonic() - started >= HEADER_TIMEOUT - 0.5

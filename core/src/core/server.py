@@ -102,6 +102,7 @@ class Server:
         ends the process at once."""
         settings = self.settings
         self._loop = asyncio.get_running_loop()
+        http_connections, grpc_connections = ports.connection_limits(settings)
         rest_app = FastInferApp(self.app, self.dataplane, settings.max_request_body_size)
         config = uvicorn.Config(
             BodyLimits(
@@ -109,7 +110,7 @@ class Server:
                 settings.max_request_body_size,
                 settings.http_body_timeout,
             ),
-            http=http_protocol(settings),
+            http=http_protocol(settings, http_connections),
             log_level=settings.log_level.lower(),
             access_log=settings.access_log,
             log_config=None,
@@ -119,7 +120,9 @@ class Server:
         self._http = _HTTPServer(config)
         self._http.on_first_signal = self.stop
         self._http.on_second_signal = self._exit_now
-        self._grpc = GRPCServer(settings, self.dataplane, self.observability.grpc_interceptors())
+        self._grpc = GRPCServer(
+            settings, self.dataplane, self.observability.grpc_interceptors(), grpc_connections
+        )
         http_socket = ports.bind(settings.host, settings.http_port, "HTTP port")
         metrics = self.observability.metrics_server(self.workers)
         try:

@@ -84,8 +84,12 @@ class Settings(BaseSettings):
     http_body_timeout: float = Field(default=30.0, gt=0)
     # Seconds an idle keep-alive connection stays open after a response (uvicorn's timeout_keep_alive).
     http_keep_alive_timeout: float = Field(default=5.0, gt=0)
-    # Most open HTTP connections; more get 503 and are closed. None: from the descriptor limit.
+    # Most open HTTP connections; more get 503 and are closed. None: three
+    # quarters of what the descriptor limit allows both ports (core.ports).
     http_max_connections: int | None = Field(default=None, gt=0)
+    # Most open gRPC connections; more are refused. None: a quarter of what the
+    # descriptor limit allows both ports (HTTP has the rest).
+    grpc_max_connections: int | None = Field(default=None, gt=0)
     log_level: str = "INFO"
     # A logging configuration: a file (.json, .yaml/.yml: dictConfig; .ini,
     # .conf: fileConfig) or a dictConfig dict. Replaces core's own.

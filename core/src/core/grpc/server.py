@@ -70,8 +70,10 @@ class GRPCServer:
         settings: Settings,
         dataplane: DataPlane,
         interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+        max_connections: int | None = None,
     ) -> None:
         self.settings = settings
+        self.max_connections = max_connections
         self.dataplane = dataplane
         # Metrics and tracing (see core.observability); none when both are off.
         self.interceptors = list(interceptors)
@@ -90,6 +92,14 @@ class GRPCServer:
                 # gRPC sets SO_REUSEPORT by default: a second server on the
                 # same port would bind too and silently take half the connections.
                 ("grpc.so_reuseport", 0),
+                # A client that connects and sends nothing is dropped, as on
+                # the HTTP port; past the connection limit, new ones are refused.
+                ("grpc.server_handshake_timeout_ms", int(self.settings.http_header_timeout * 1000)),
+                *(
+                    [("grpc.max_allowed_incoming_connections", self.max_connections)]
+                    if self.max_connections
+                    else []
+                ),
             ],
         )
         server.add_generic_rpc_handlers((method_handlers(InferenceServicer(self.dataplane)),))

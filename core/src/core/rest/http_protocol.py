@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import resource
 import time
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -41,11 +40,6 @@ from ..settings import Settings
 
 logger = logging.getLogger(__name__)
 
-# Largest number of descriptors the soft limit is raised to when the hard one is unlimited.
-_UNLIMITED_TARGET = 1 << 20
-# Default connection limit, whatever the descriptor limit: far above what one server answers.
-_MAX_DEFAULT_CONNECTIONS = 16384
-
 
 @dataclass(frozen=True)
 class HTTPLimits:
@@ -56,41 +50,10 @@ class HTTPLimits:
     max_connections: int
 
 
-def raise_descriptor_limit() -> int:
-    """Raise this process's soft RLIMIT_NOFILE to its hard limit; the soft
-    limit now in force."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target = _UNLIMITED_TARGET if hard == resource.RLIM_INFINITY else hard
-    if soft != resource.RLIM_INFINITY and soft < target:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-            soft = target
-        except (ValueError, OSError) as error:
-            logger.warning("cannot raise the file descriptor limit from %d to %d: %s", soft, target, error)
-    return _UNLIMITED_TARGET if soft == resource.RLIM_INFINITY else soft
-
-
-def default_max_connections(descriptors: int) -> int:
-    """The connection limit for a process allowed `descriptors` open files:
-    a quarter of them (at least 256, at most half) left for the workers'
-    sockets and pipes, gRPC's connections, model files and logs."""
-    reserve = max(min(256, descriptors // 2), descriptors // 4)
-    return max(1, min(_MAX_DEFAULT_CONNECTIONS, descriptors - reserve))
-
-
-def http_protocol(settings: Settings) -> type[LimitedHTTPProtocol]:
+def http_protocol(settings: Settings, max_connections: int) -> type[LimitedHTTPProtocol]:
     """The protocol class to give `uvicorn.Config(http=...)`, with the limits
-    of `settings`. Raises the descriptor limit first (see
-    `raise_descriptor_limit`), from which the default connection limit follows."""
-    descriptors = raise_descriptor_limit()
-    max_connections = settings.http_max_connections or default_max_connections(descriptors)
-    if max_connections > descriptors - 64:
-        logger.warning(
-            "http_max_connections (%d) leaves less than 64 of the %d file descriptors this process may "
-            "open for everything else: past them, new connections and files fail",
-            max_connections,
-            descriptors,
-        )
+    of `settings`, and at most `max_connections` open connections (see
+    `core.ports.connection_limits`)."""
     limits = HTTPLimits(
         max_header_size=settings.http_max_header_size,
         max_headers=settings.http_max_headers,
