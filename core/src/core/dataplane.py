@@ -62,6 +62,10 @@ class DataPlane:
         # models, nor once it is shutting down.
         self.started = False
         self.stopping = False
+        # Whether calls into models get the models' own timeouts here; in a
+        # worker the server process keeps them (and has the call cancelled),
+        # and only the client's `timeout` parameter, read here, applies.
+        self.model_deadlines = True
 
     # Start-up
 
@@ -214,7 +218,7 @@ class DataPlane:
         try:
             _prepare(payload, headers)
             client = parameter_timeout(payload.parameters)
-            timeout = model_timeout(model.settings, self.settings)
+            timeout = self._model_timeout(model)
             responses = model.predict_stream(_single(payload))
             while True:
                 # The model's code runs in its context; the consumer's, between
@@ -328,7 +332,10 @@ class DataPlane:
         """The earlier of the model's timeout and the client's (the request's
         `timeout` parameter, or the transport's deadline)."""
         client = parameter_timeout(payload.parameters)
-        return call_deadline(model.name, model_timeout(model.settings, self.settings), client)
+        return call_deadline(model.name, self._model_timeout(model), client)
+
+    def _model_timeout(self, model: Model) -> float:
+        return model_timeout(model.settings, self.settings) if self.model_deadlines else 0.0
 
 
 def _prepare(payload: InferenceRequest, headers: Mapping[str, str] | None) -> None:

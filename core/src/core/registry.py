@@ -233,4 +233,4 @@ class ModelRegistry:
         seconds = load_timeout(settings, self.settings)
         if seconds <= 0:
             return None
-        return Deadline.after(seconds, f"model '{settings.name}' did not load", "its load_timeout")
+        return Deadline.after(seconds, "its load_timeout", settings.name, verb="load")

@@ -24,7 +24,6 @@ from .registry import ModelRegistry
 from .rest.app import create_app
 from .rest.fast_infer import FastInferApp
 from .rest.http_protocol import http_protocol
-from .rest.limits import BodyLimits
 from .settings import Settings
 from .types import limits as tensor_limits
 from .workers.pool import WorkerPools
@@ -105,11 +104,7 @@ class Server:
         http_connections, grpc_connections = ports.connection_limits(settings)
         rest_app = FastInferApp(self.app, self.dataplane, settings.max_request_body_size)
         config = uvicorn.Config(
-            BodyLimits(
-                self.observability.rest_app(rest_app, self.app),
-                settings.max_request_body_size,
-                settings.http_body_timeout,
-            ),
+            self.observability.rest_app(rest_app, self.app),
             http=http_protocol(settings, http_connections),
             log_level=settings.log_level.lower(),
             access_log=settings.access_log,

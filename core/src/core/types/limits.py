@@ -64,10 +64,13 @@ def check_bytes_elements(count: int) -> None:
 
 def check_request(tensors: Iterable[tuple[str, str, Sequence[int]]]) -> None:
     """Every tensor's shape, and the BYTES elements of all of them together,
-    from (name, datatype, shape) as declared: before any data is decoded."""
+    from (name, datatype, shape) as declared: before any data is decoded.
+    (Negative dimensions are reported where each tensor is converted.)"""
     total = 0
     for name, datatype, shape in tensors:
-        count = element_count(name, shape)
         if datatype == "BYTES":
-            total += count
-    check_bytes_elements(total)
+            total += element_count(name, shape)
+        elif len(shape) > MAX_DIMENSIONS:
+            element_count(name, shape)  # raises, naming the limit
+    if total > _max_bytes_elements:
+        check_bytes_elements(total)

@@ -70,6 +70,7 @@ class Worker:
         self.models = WorkerModels()
         self.observability = observability or Observability(settings, worker=True)
         self.dataplane = self.observability.dataplane(self.models)  # type: ignore[arg-type]
+        self.dataplane.model_deadlines = False  # the server process holds them
         # Times the whole handling of REST and gRPC infer requests (None when
         # neither metrics nor latency logging are on).
         self._measure = self.observability.request_entry()
