@@ -100,8 +100,12 @@ def test_bytes_element_limit_is_checked_from_the_shape() -> None:
             to_ndarray(RequestInput(name="t", shape=[11], datatype="BYTES", data=["a"]))
         assert decode_raw("t", Datatype.BYTES, [10], struct.pack("<I", 0) * 10) == [b""] * 10
         with pytest.raises(PayloadTooLarge):
-            limits.check_request([("a", "BYTES", [6]), ("b", "FP32", [100]), ("c", "BYTES", [5])])
-        limits.check_request([("a", "BYTES", [5]), ("b", "FP32", [100]), ("c", "BYTES", [5])])
+            limits.check_request(
+                [declared("a", "BYTES", [6]), declared("b", "FP32", [100]), declared("c", "BYTES", [5])]
+            )
+        limits.check_request(
+            [declared("a", "BYTES", [5]), declared("b", "FP32", [100]), declared("c", "BYTES", [5])]
+        )
     finally:
         limits.configure(max_bytes_elements=limits.DEFAULT_MAX_BYTES_ELEMENTS)
 
@@ -125,3 +129,7 @@ def test_long_names_are_shortened_in_errors() -> None:
     with pytest.raises(BadRequest) as error:
         decode_raw("n" * 10_000, Datatype.FP32, [2], bytes(4))
     assert len(error.value.message) < 400 and "…" in error.value.message
+
+
+def declared(name: str, datatype: str, shape: list[int]) -> RequestInput:
+    return RequestInput(name=name, datatype=datatype, shape=shape, data=[])

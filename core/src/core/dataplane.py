@@ -179,8 +179,12 @@ class DataPlane:
         try:
             _prepare(payload, headers)
             compute_started = time.perf_counter_ns()
-            with expiring(self._deadline(model, payload)):
+            deadline = self._deadline(model, payload)
+            if deadline is None:
                 response = await method(payload)
+            else:
+                with expiring(deadline):
+                    response = await method(payload)
             compute_ns = time.perf_counter_ns() - compute_started
         except CoreError:
             statistics.failed(time.perf_counter_ns() - started)

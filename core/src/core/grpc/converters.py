@@ -85,7 +85,7 @@ def request_from_proto(message: pb.ModelInferRequest) -> InferenceRequest:
         if len(raw) != len(tensors):
             raise BadRequest(f"raw_input_contents has {len(raw)} entries for {len(tensors)} inputs")
     # Every shape, and the BYTES elements of the request, before any data is decoded.
-    check_request((tensor.name, tensor.datatype, tensor.shape) for tensor in tensors)
+    check_request(tensors)
     inputs = []
     for index, tensor in enumerate(tensors):
         name = tensor.name

@@ -53,7 +53,7 @@ def parse_inference_request(body: bytes | memoryview) -> InferenceRequest:
     except ValidationError as error:
         raise BadRequest(describe_request_error(error)) from None
     # Every shape, and the BYTES elements of the request, before any data is decoded.
-    check_request((tensor.name, tensor.datatype, tensor.shape) for tensor in payload.inputs)
+    check_request(payload.inputs)
     return payload
 
 

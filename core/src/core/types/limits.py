@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
+from typing import Any, Protocol
 
 from ..errors import BadRequest, PayloadTooLarge, shorten
 
@@ -46,7 +47,7 @@ def element_count(name: str, shape: Sequence[int], datatype: str | None = None) 
             f"tensor '{shorten(name)}': shape has {len(shape)} dimensions, "
             f"more than the limit of {MAX_DIMENSIONS}"
         )
-    if any(dim < 0 for dim in shape):
+    if shape and min(shape) < 0:
         raise BadRequest(f"tensor '{shorten(name)}': shape {shorten(list(shape))} has a negative dimension")
     count = math.prod(shape)
     if datatype == "BYTES":
@@ -62,15 +63,26 @@ def check_bytes_elements(count: int) -> None:
         )
 
 
-def check_request(tensors: Iterable[tuple[str, str, Sequence[int]]]) -> None:
-    """Every tensor's shape, and the BYTES elements of all of them together,
-    from (name, datatype, shape) as declared: before any data is decoded.
-    (Negative dimensions are reported where each tensor is converted.)"""
+class DeclaredTensor(Protocol):
+    """A tensor as a request declares it: a RequestInput, or a gRPC message's input."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def datatype(self) -> Any: ...
+    @property
+    def shape(self) -> Sequence[int]: ...
+
+
+def check_request(tensors: Iterable[DeclaredTensor]) -> None:
+    """Every tensor's number of dimensions, and the BYTES elements of all of
+    them together, as declared: before any data is decoded. (Negative
+    dimensions are reported where each tensor is converted.)"""
     total = 0
-    for name, datatype, shape in tensors:
-        if datatype == "BYTES":
-            total += element_count(name, shape)
-        elif len(shape) > MAX_DIMENSIONS:
-            element_count(name, shape)  # raises, naming the limit
+    for tensor in tensors:
+        if tensor.datatype == "BYTES":
+            total += element_count(tensor.name, tensor.shape)
+        elif len(tensor.shape) > MAX_DIMENSIONS:
+            element_count(tensor.name, tensor.shape)  # raises, naming the limit
     if total > _max_bytes_elements:
         check_bytes_elements(total)

@@ -104,9 +104,9 @@ class Worker:
             if running is not None:
                 running.cancel()
             return
-        task = asyncio.get_running_loop().create_task(self._answer(call_id, kind, args))
-        self._tasks[call_id] = task
-        task.add_done_callback(lambda _: self._tasks.pop(call_id, None))
+        # Held here until answered (`_answer` lets go of it): a running task
+        # nothing refers to may be collected.
+        self._tasks[call_id] = asyncio.get_running_loop().create_task(self._answer(call_id, kind, args))
 
     def on_closed(self) -> None:
         self.closed.set()
@@ -130,6 +130,8 @@ class Worker:
         except Exception:
             logger.exception("unhandled error in a %s call", kind)
             self._reply(call_id, protocol.ERROR, (500, "INTERNAL", "internal server error"))
+        finally:
+            self._tasks.pop(call_id, None)
 
     async def _call(self, kind: str, args: tuple[Any, ...]) -> Any:
         if kind == protocol.INFER_HTTP:
