@@ -183,7 +183,7 @@ class DataPlane:
             if deadline is None:
                 response = await method(payload)
             else:
-                with expiring(deadline):
+                with deadline:
                     response = await method(payload)
             compute_ns = time.perf_counter_ns() - compute_started
         except CoreError:

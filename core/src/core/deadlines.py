@@ -11,6 +11,7 @@ the deadline."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 from types import TracebackType
 from typing import Any
@@ -24,10 +25,15 @@ TIMEOUT_PARAMETER = "timeout"
 
 class Deadline:
     """When a call must have ended (`at`, loop time), and how to say it did
-    not: "model '<model>' did not <verb> within <source> of <seconds> s".
-    The message is built only then: deadlines are made for every request."""
+    not: "model '<model>' did not <verb> within <source> of <seconds> s"
+    (built only then: a deadline is made for every request).
 
-    __slots__ = ("at", "model", "seconds", "source", "verb")
+    Also what enforces it: `with expiring(deadline): await ...` cancels the
+    awaits inside at the deadline and raises DeadlineExceeded instead. No
+    extra task, and no timer of its own (see `_Watch`). A deadline is
+    entered once."""
+
+    __slots__ = ("_expired", "_task", "_watch", "at", "model", "seconds", "source", "verb")
 
     def __init__(self, at: float, seconds: float, source: str, model: str = "", verb: str = "answer") -> None:
         self.at = at
@@ -35,6 +41,9 @@ class Deadline:
         self.source = source  # "its timeout", "the client's deadline"
         self.model = model
         self.verb = verb
+        self._task: asyncio.Task[Any] | None = None
+        self._watch: _Watch | None = None
+        self._expired = False
 
     @classmethod
     def after(cls, seconds: float, source: str, model: str = "", verb: str = "answer") -> Deadline:
@@ -44,6 +53,40 @@ class Deadline:
         return DeadlineExceeded(
             f"model '{self.model}' did not {self.verb} within {self.source} of {self.seconds:g} s"
         )
+
+    def __enter__(self) -> Deadline:
+        assert self._watch is None, "a deadline is entered once"
+        self._task = asyncio.current_task()
+        assert self._task is not None, "a deadline needs a running task"
+        self._watch = _watch()
+        self._watch.add(self, self.at)
+        return self
+
+    def expire(self) -> None:
+        self._expired = True
+        assert self._task is not None
+        self._task.cancel()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        assert self._watch is not None and self._task is not None
+        self._watch.discard(self)
+        if self._expired and exc_type is asyncio.CancelledError:
+            if hasattr(self._task, "uncancel"):  # Python >= 3.11
+                self._task.uncancel()
+            raise self.error() from None
+
+
+_NO_DEADLINE = contextlib.nullcontext()
+
+
+def expiring(deadline: Deadline | None) -> contextlib.AbstractContextManager[Any]:
+    """`with expiring(deadline): await ...`: the deadline, or no limit for None."""
+    return _NO_DEADLINE if deadline is None else deadline
 
 
 # The deadline the client gave the request being served (gRPC's), if any.
@@ -99,48 +142,6 @@ def parameter_timeout(parameters: Any) -> Deadline | None:
     return Deadline.after(seconds, "the client's timeout")
 
 
-class expiring:
-    """`with expiring(deadline): await ...`: the awaits inside are cancelled
-    at the deadline and DeadlineExceeded is raised instead; None: no limit.
-    No extra task, and no timer of its own (see `_Watch`)."""
-
-    __slots__ = ("_deadline", "_expired", "_task", "_watch")
-
-    def __init__(self, deadline: Deadline | None) -> None:
-        self._deadline = deadline
-        self._task: asyncio.Task[Any] | None = None
-        self._watch: _Watch | None = None
-        self._expired = False
-
-    def __enter__(self) -> expiring:
-        if self._deadline is not None:
-            self._task = asyncio.current_task()
-            assert self._task is not None, "expiring() needs a running task"
-            self._watch = _watch()
-            self._watch.add(self, self._deadline.at)
-        return self
-
-    def expire(self) -> None:
-        self._expired = True
-        assert self._task is not None
-        self._task.cancel()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        if self._watch is None:
-            return
-        self._watch.discard(self)
-        if self._expired and exc_type is asyncio.CancelledError:
-            assert self._task is not None and self._deadline is not None
-            if hasattr(self._task, "uncancel"):  # Python >= 3.11
-                self._task.uncancel()
-            raise self._deadline.error() from None
-
-
 class _Watch:
     """The deadlines in force on one event loop, behind one timer armed for
     the earliest of them: a timer per call (uvloop makes each a libuv
@@ -151,16 +152,16 @@ class _Watch:
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        self._watched: dict[expiring, float] = {}
+        self._watched: dict[Deadline, float] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
 
-    def add(self, call: expiring, at: float) -> None:
+    def add(self, call: Deadline, at: float) -> None:
         self._watched[call] = at
         if self._timer is None or at < self._timer_at:
             self._arm(at)
 
-    def discard(self, call: expiring) -> None:
+    def discard(self, call: Deadline) -> None:
         self._watched.pop(call, None)
 
     def _arm(self, at: float) -> None:
