@@ -23,7 +23,7 @@ from core.errors import (
     ModelNotFound,
     ModelNotReady,
 )
-from core.registry import ModelRegistry
+from core.registry import ModelRegistry, runtime_loads
 from core.repository import find_models, resolve_implementation
 from core.settings import load_settings_file
 from core.types import (
@@ -687,7 +687,7 @@ def test_a_load_past_its_deadline_fails_and_frees_its_runtime(run: Any) -> None:
             == "model 'other' did not load within its load_timeout of 0.4 s"
         )
         # The runtime's lock is free again.
-        assert len(registry._loading) == 0
+        assert len(runtime_loads) == 0
         assert await registry.load(settings("m"), echo("m"))
 
     run(scenario())

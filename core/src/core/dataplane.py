@@ -129,10 +129,8 @@ class DataPlane:
         try:
             return self.registry.get(name, version).ready
         except ModelNotFound:
-            for found in find_models(self.repository_root):
-                if found.name == name and (
-                    version is None or found.settings is None or found.settings.version == version
-                ):
+            for found in self._on_disk(name):
+                if version is None or found.settings is None or found.settings.version == version:
                     return False
             raise
         except CoreError:
@@ -179,12 +177,8 @@ class DataPlane:
         try:
             _prepare(payload, headers)
             compute_started = time.perf_counter_ns()
-            deadline = self._deadline(model, payload)
-            if deadline is None:
+            with expiring(self._deadline(model, payload)):
                 response = await method(payload)
-            else:
-                with deadline:
-                    response = await method(payload)
             compute_ns = time.perf_counter_ns() - compute_started
         except CoreError:
             statistics.failed(time.perf_counter_ns() - started)
@@ -305,7 +299,7 @@ class DataPlane:
 
     async def repository_load(self, name: str) -> None:
         """(Re)load every version of a model from the repository folder."""
-        found = [f for f in find_models(self.repository_root) if f.name == name]
+        found = self._on_disk(name)
         if not found:
             loaded = self.registry.versions(name)
             if not loaded:
@@ -331,6 +325,10 @@ class DataPlane:
 
     def model_settings(self, name: str, version: str | None = None) -> ModelSettings:
         return self.registry.get(name, version).settings
+
+    def _on_disk(self, name: str) -> list[FoundModel]:
+        """The versions of model `name` in the repository folder."""
+        return [found for found in find_models(self.repository_root) if found.name == name]
 
     def _deadline(self, model: Model, payload: InferenceRequest) -> Deadline | None:
         """The earlier of the model's timeout and the client's (the request's

@@ -59,7 +59,7 @@ class Deadline:
         self._task = asyncio.current_task()
         assert self._task is not None, "a deadline needs a running task"
         self._watch = _watch()
-        self._watch.add(self, self.at)
+        self._watch.add(self)
         return self
 
     def expire(self) -> None:
@@ -152,17 +152,17 @@ class _Watch:
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        self._watched: dict[Deadline, float] = {}
+        self._watched: set[Deadline] = set()
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
 
-    def add(self, call: Deadline, at: float) -> None:
-        self._watched[call] = at
-        if self._timer is None or at < self._timer_at:
-            self._arm(at)
+    def add(self, call: Deadline) -> None:
+        self._watched.add(call)
+        if self._timer is None or call.at < self._timer_at:
+            self._arm(call.at)
 
     def discard(self, call: Deadline) -> None:
-        self._watched.pop(call, None)
+        self._watched.discard(call)
 
     def _arm(self, at: float) -> None:
         if self._timer is not None:
@@ -173,12 +173,12 @@ class _Watch:
         self._timer = None
         now = self.loop.time()
         earliest: float | None = None
-        for call, at in list(self._watched.items()):
-            if at <= now:
-                del self._watched[call]
+        for call in list(self._watched):
+            if call.at <= now:
+                self._watched.discard(call)
                 call.expire()
-            elif earliest is None or at < earliest:
-                earliest = at
+            elif earliest is None or call.at < earliest:
+                earliest = call.at
         if earliest is not None:
             self._arm(earliest)
 

@@ -15,11 +15,8 @@ import asyncio
 import ctypes
 import ctypes.util
 import gc
-import logging
 import sys
 from collections.abc import Callable
-
-logger = logging.getLogger(__name__)
 
 # Requests smaller than this leave too little behind to be worth a trim
 # (which walks the whole heap: about a millisecond per 100 MB of it).

@@ -48,35 +48,6 @@ def version_key(version: str | None) -> tuple[int, tuple[int, ...], str]:
     return (1, (), version)
 
 
-def build_local(settings: ModelSettings) -> Model:
-    return resolve_implementation(settings)(settings)
-
-
-async def load_instance(model: Model) -> None:
-    """Load one instance and let it serve: `load()` in the model's context,
-    its batcher attached (a worker proxy's batching runs in its workers), and
-    marked ready. Raises what `load()` raised; ModelLoadError when it
-    returned False. The registry and the worker processes both load so."""
-    with model_context(model):
-        loaded = await model.load()
-    if loaded is False:
-        raise ModelLoadError("load() returned False")
-    if not isinstance(model, WorkerModel):
-        batching.attach(model)
-    model.ready = True
-
-
-async def unload_instance(model: Model) -> None:
-    """Stop an instance serving, run its queued requests, unload it; a
-    failing `unload()` is logged, not raised."""
-    model.ready = False
-    await batching.detach(model)
-    try:
-        await model.unload()
-    except Exception:
-        logger.exception("model '%s' failed to unload cleanly", model.name)
-
-
 class KeyedLocks:
     """A lock per key, held only while some task holds or waits for it: the
     keys of calls that come and go (model names, unknown ones included)
@@ -103,13 +74,45 @@ class KeyedLocks:
         return len(self._locks)
 
 
-class LoadLocks(KeyedLocks):
-    """Instances of one runtime class load one at a time; different runtimes
-    load side by side, so a load that hangs holds up only its own runtime's
-    (until its load deadline). Loading unpickles artifacts in threads, and
-    two threads importing a framework's modules for the first time fail
-    with "partially initialized module" errors: instances of one runtime are
-    the loads that import the same modules."""
+# Instances of one runtime class load one at a time in a process; different
+# runtimes load side by side, so a load that hangs holds up only its own
+# runtime's (until its load deadline). Loading unpickles artifacts in
+# threads, and two threads importing a framework's modules for the first
+# time fail with "partially initialized module" errors: instances of one
+# runtime are the loads that import the same modules.
+runtime_loads = KeyedLocks()
+
+
+def build_local(settings: ModelSettings) -> Model:
+    return resolve_implementation(settings)(settings)
+
+
+async def load_instance(model: Model) -> None:
+    """Load one instance and let it serve: `load()` in the model's context,
+    after the other loads of its runtime (`runtime_loads`), its batcher
+    attached (a worker proxy's loads and batching run in its workers), and
+    marked ready. Raises what `load()` raised; ModelLoadError when it
+    returned False. The registry and the worker processes both load so."""
+    local = not isinstance(model, WorkerModel)
+    async with runtime_loads.of(type(model)) if local else contextlib.nullcontext():
+        with model_context(model):
+            loaded = await model.load()
+    if loaded is False:
+        raise ModelLoadError("load() returned False")
+    if local:
+        batching.attach(model)
+    model.ready = True
+
+
+async def unload_instance(model: Model) -> None:
+    """Stop an instance serving, run its queued requests, unload it; a
+    failing `unload()` is logged, not raised."""
+    model.ready = False
+    await batching.detach(model)
+    try:
+        await model.unload()
+    except Exception:
+        logger.exception("model '%s' failed to unload cleanly", model.name)
 
 
 class ModelRegistry:
@@ -125,7 +128,6 @@ class ModelRegistry:
         self._defaults: dict[str, Model] = {}
         # Loads and unloads of one name, one at a time.
         self._names = KeyedLocks()
-        self._loading = LoadLocks()
         # Whether any instance ever loaded lives in worker processes: until
         # then, transports need not look for a worker to hand requests to.
         self.hosts_workers = False
@@ -174,11 +176,7 @@ class ModelRegistry:
             try:
                 with expiring(self._load_deadline(settings)):
                     new_model = model or self._build(settings)
-                    if isinstance(new_model, WorkerModel):  # its workers take the load locks
-                        await load_instance(new_model)
-                    else:
-                        async with self._loading.of(type(new_model)):
-                            await load_instance(new_model)
+                    await load_instance(new_model)
                 if isinstance(new_model, WorkerModel):
                     self.hosts_workers = True
             except Exception as error:

@@ -108,7 +108,6 @@ class LimitedHTTPProtocol(HttpToolsProtocol):
         limit = self.limits.max_connections
         if len(self.connections) >= limit:
             self.transport = transport
-            self._refused = True
             _warn(
                 "connections", "refused a connection: %d connections are open (http_max_connections)", limit
             )
@@ -289,7 +288,6 @@ class LimitedHTTPProtocol(HttpToolsProtocol):
                 f" {limits.max_header_size} bytes (http_max_header_size)"
             )
         _warn("header-size", "refused a request: %s", message)
-        self._refused = True
         self._close_with(HeadersTooLarge(message))
 
     def _refuse(self, error: CoreError) -> None:

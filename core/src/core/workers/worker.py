@@ -22,7 +22,7 @@ from ..grpc.infer import infer_message
 from ..logs import configure_logging
 from ..model import Model
 from ..observability import Observability
-from ..registry import LoadLocks, ModelEntry, load_instance, unload_instance
+from ..registry import ModelEntry, load_instance, unload_instance
 from ..repository.implementation import resolve_implementation
 from ..rest.fast_infer import respond_infer
 from ..settings import ModelSettings, Settings
@@ -74,7 +74,6 @@ class Worker:
         # Times the whole handling of REST and gRPC infer requests (None when
         # neither metrics nor latency logging are on).
         self._measure = self.observability.request_entry()
-        self._loading = LoadLocks()
         # The calls being answered, by call id: a CANCEL message stops one.
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._connection: FramedProtocol | None = None
@@ -183,10 +182,8 @@ class Worker:
     async def _load(self, uid: str, values: dict[str, Any], source: str | None) -> None:
         settings = settings_from_message(values, source)
         try:
-            implementation = resolve_implementation(settings)
-            async with self._loading.of(implementation):
-                model = implementation(settings)
-                await load_instance(model)
+            model = resolve_implementation(settings)(settings)
+            await load_instance(model)
         except CoreError:
             raise
         except Exception as error:
