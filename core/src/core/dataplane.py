@@ -72,7 +72,7 @@ class DataPlane:
     async def load_repository(self) -> None:
         """Load every model found on disk, side by side: one that loads
         slowly, or never (until its load deadline), holds up no other (but
-        those of its own runtime: see the registry's load locks)."""
+        those of its own runtime: see `registry.runtime_loads`)."""
         found = find_models(self.repository_root)
         self._expected.update(item.name for item in found)
         await asyncio.gather(*(self._load_found(item) for item in found))
