@@ -133,6 +133,29 @@ async def test_full_batches_run_at_once_and_each_caller_gets_its_rows() -> None:
     assert queue_sizes() == {}
 
 
+class Checked(Gated):
+    """Refuses requests whose first value is negative, before batching."""
+
+    def check_request(self, payload: InferenceRequest) -> None:
+        if to_ndarray(payload.inputs[0]).ravel()[0] < 0:
+            raise BadRequest("negative")
+
+
+@asynchronous
+async def test_a_request_the_model_refuses_fails_alone_before_joining_a_batch() -> None:
+    model = Checked(ModelSettings(name="m", max_batch_size=3, max_batch_time=60.0))
+    model.gate.set()
+    attach(model)
+    good = [start(model, x(i)) for i in (1, 2)]
+    with pytest.raises(BadRequest, match="negative"):
+        await model.predict(x(-1))
+    third = start(model, x(3))  # the batch fills with good requests only
+    responses = await asyncio.gather(*good, third)
+    assert model.seen() == [("x", 3)]
+    assert [to_ndarray(r.outputs[0]).tolist() for r in responses] == [[[2, -2]], [[4, -4]], [[6, -6]]]
+    await detach(model)
+
+
 @asynchronous
 async def test_a_batch_runs_after_max_batch_time_whatever_its_size() -> None:
     model = serving(64, max_batch_time=0.01)

@@ -181,6 +181,18 @@ def test_custom_parameters_become_one_value_per_request() -> None:
     assert merged.inputs[0].parameters == Parameters(w=[1, 2])
 
 
+def test_batching_by_value_merges_only_equal_parameters_and_keeps_them() -> None:
+    ten = request([[1, 2]], parameters={"max_new_tokens": 10, "headers": {"a": "1"}})
+    also_ten = request([[3, 4]], parameters={"max_new_tokens": 10})
+    twenty = request([[5, 6]], parameters={"max_new_tokens": 20})
+    assert batch_key(ten) == batch_key(twenty)  # by name only
+    assert batch_key(ten, by_value=True) == batch_key(also_ten, by_value=True)
+    assert batch_key(ten, by_value=True) != batch_key(twenty, by_value=True)
+    merged = merge_requests([ten, also_ten], by_value=True)
+    assert merged.parameters == Parameters(max_new_tokens=10)
+    assert merge_requests([ten, also_ten]).parameters == Parameters(max_new_tokens=[10, 10])
+
+
 def test_list_values_are_kept_whole_per_request() -> None:
     merged = merge_parameters([Parameters(ids=[1, 2]), Parameters(ids=[3])])
     assert merged == Parameters(ids=[[1, 2], [3]])

@@ -73,7 +73,7 @@ def test_the_core_comes_first() -> None:
 def test_builtin_codecs_reach_the_registry_through_the_hook() -> None:
     assert builtin_plugin.core_codecs()[0] is NumpyCodec
     assert find_input_codec("np") is NumpyCodec
-    assert HOOKS_VERSION == 1
+    assert HOOKS_VERSION == 2
 
 
 class HandCodec(InputCodec):
@@ -105,6 +105,37 @@ def test_register_a_plugin_by_hand() -> None:
     assert runtime is not None
     assert runtime.implementation == "hand_module.HandModel"
     assert manager.codecs() == [HandCodec]
+
+
+class RoutesPlugin:
+    @hookimpl
+    def core_rest_routers(self, dataplane: Any, settings: Any) -> list[Any]:
+        from fastapi import APIRouter
+
+        router = APIRouter()
+        router.add_api_route("/extra", lambda: {"dataplane": repr(dataplane)}, methods=["GET"])
+        return [router]
+
+
+class BrokenRoutesPlugin:
+    @hookimpl
+    def core_rest_routers(self, dataplane: Any, settings: Any) -> list[Any]:
+        raise RuntimeError("no routes today")
+
+
+def test_rest_routers_come_from_plugins_and_a_failing_hook_is_skipped(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    manager = PluginManager(load_entry_points=False)
+    manager.register(RoutesPlugin(), "routes")
+    manager.register(BrokenRoutesPlugin(), "broken-routes")
+    assert [info.rest_routes for info in manager.plugins] == [True, True]
+    [router] = manager.rest_routers("the-dataplane", None)
+    assert [route.path for route in router.routes] == ["/extra"]  # type: ignore[attr-defined]
+    assert "plugin 'broken-routes' failed to provide its REST routes" in caplog.text
+    assert plugin_named(manager, "routes").rest_routes
+    manager.register(HandPlugin(), "hand")
+    assert not plugin_named(manager, "hand").rest_routes
 
 
 def test_register_by_hand_defaults_the_distribution_to_the_name() -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, ClassVar
 
 from .codecs.base import InputCodec, RequestCodec, content_type_of
 from .codecs.decorator import encode_result
@@ -26,6 +26,12 @@ from .types import (
 class Model:
     """Subclass it, implement `load` and `predict`, and point `implementation`
     in model-settings.json at the subclass."""
+
+    # Adaptive batching merges requests whose custom parameters have the same
+    # names, each becoming a list of the requests' values. True: only requests
+    # whose parameters are equal merge, and they keep their values (for a
+    # model whose parameters set how the whole call runs, as generation's do).
+    batch_by_parameter_values: ClassVar[bool] = False
 
     def __init__(self, settings: ModelSettings) -> None:
         self._settings = settings
@@ -68,6 +74,12 @@ class Model:
     async def load(self) -> bool:
         """Load the artifact. Return True when the model can serve."""
         return True
+
+    def check_request(self, payload: InferenceRequest) -> None:
+        """Check one request on its own (raise a BadRequest), before adaptive
+        batching merges it with others: a request refused here fails alone,
+        not with its whole batch. Called only with batching on; `predict`
+        sees every request either way. By default: nothing to check."""
 
     async def predict(self, payload: InferenceRequest) -> InferenceResponse:
         raise NotImplementedByModel(f"model '{self.name}' does not implement predict")

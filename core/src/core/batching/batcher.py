@@ -60,6 +60,8 @@ class Batcher:
         self.max_queue_size = (
             settings.max_batch_queue_size or QUEUE_SIZE_PER_BATCH_SIZE * settings.max_batch_size
         )
+        self._by_value = model.batch_by_parameter_values
+        self._check = model.check_request
         self._predict: Callable[[InferenceRequest], Awaitable[InferenceResponse]] = model.predict
         self._statistics = model.statistics
         # Waiting requests by batch key; each deque in order of arrival.
@@ -81,7 +83,8 @@ class Batcher:
             raise ModelNotReady(f"model '{self.model_name}' is unloading")
         if self._size >= self.max_queue_size:
             raise BatchQueueFull(self.model_name, self._size)
-        key = batch_key(payload)
+        self._check(payload)
+        key = batch_key(payload, self._by_value)
         if key is None:
             key = _Alone()
         queue = self._queues.get(key)
@@ -151,7 +154,7 @@ class Batcher:
             if isinstance(key, _Alone):
                 responses = [await self._predict(payloads[0])]
             else:
-                response = await self._predict(merge_requests(payloads))
+                response = await self._predict(merge_requests(payloads, self._by_value))
                 responses = split_response(self.model_name, response, payloads)
         except CoreError as error:
             failure: CoreError = error

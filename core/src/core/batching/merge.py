@@ -28,10 +28,11 @@ from ..types import (
 from .parameters import merge_parameters, parameters_key, split_parameters
 
 
-def batch_key(payload: InferenceRequest) -> Hashable | None:
+def batch_key(payload: InferenceRequest, by_value: bool = False) -> Hashable | None:
     """What requests must share to be merged; None for a request that cannot
     be merged with any: one without inputs, with an input of no dimensions,
-    or with inputs that disagree on the first dimension (its rows)."""
+    or with inputs that disagree on the first dimension (its rows). With
+    `by_value`, the request's custom parameters must be equal, values included."""
     if not payload.inputs:
         return None
     rows = payload.inputs[0].shape[0] if payload.inputs[0].shape else None
@@ -42,7 +43,7 @@ def batch_key(payload: InferenceRequest) -> Hashable | None:
             return None
         inputs.append((tensor.name, tensor.datatype, tuple(shape[1:]), parameters_key(tensor.parameters)))
     outputs = None if payload.outputs is None else tuple(_output_key(output) for output in payload.outputs)
-    return (parameters_key(payload.parameters), tuple(inputs), outputs)
+    return (parameters_key(payload.parameters, by_value), tuple(inputs), outputs)
 
 
 def _output_key(output: RequestOutput) -> tuple[str, bytes]:
@@ -57,10 +58,10 @@ def rows(payload: InferenceRequest) -> int:
     return payload.inputs[0].shape[0]
 
 
-def merge_requests(payloads: list[InferenceRequest]) -> InferenceRequest:
+def merge_requests(payloads: list[InferenceRequest], by_value: bool = False) -> InferenceRequest:
     """One request holding the rows of every request of `payloads` (which
-    share a batch key), in order. Its tensors hold numpy arrays (lists of
-    bytes for BYTES), as raw tensors do; it has no id."""
+    share a batch key, made with the same `by_value`), in order. Its tensors
+    hold numpy arrays (lists of bytes for BYTES), as raw tensors do; it has no id."""
     first = payloads[0]
     inputs = []
     for index, tensor in enumerate(first.inputs):
@@ -78,7 +79,7 @@ def merge_requests(payloads: list[InferenceRequest]) -> InferenceRequest:
         )
     return InferenceRequest.model_construct(
         id=None,
-        parameters=merge_parameters([payload.parameters for payload in payloads]),
+        parameters=merge_parameters([payload.parameters for payload in payloads], by_value),
         inputs=inputs,
         outputs=first.outputs,
     )

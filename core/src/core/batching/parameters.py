@@ -2,7 +2,9 @@
 
 Merging (requests into one): `content_type` is the same in every request of
 a batch (the batch key sees to it) and stays as it is. Every other custom
-parameter becomes a list with one value per request, in batch order. The
+parameter becomes a list with one value per request, in batch order; for a
+model that batches by parameter values (`Model.batch_by_parameter_values`:
+requests merge only when their custom parameters are equal), it stays as it is. The
 transport `headers` are the ones every request sent with the same value.
 
 Splitting (the model's answer back): a list-valued parameter gives its i-th
@@ -11,21 +13,29 @@ value to the i-th request (none when the list is shorter); any other value,
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from typing import Any
+
+import orjson
 
 from ..types import Parameters
 
 
-def parameters_key(parameters: Parameters | None) -> tuple[str | None, tuple[str, ...]]:
+def parameters_key(parameters: Parameters | None, by_value: bool = False) -> Hashable:
     """What merged parameters must share: the content type and the names of
-    the custom parameters (whose values become lists)."""
+    the custom parameters (whose values become lists); with `by_value`, their
+    values too (and they stay as they are)."""
     if parameters is None:
         return (None, ())
     extra = parameters.__pydantic_extra__
+    if by_value and extra:
+        return (parameters.content_type, orjson.dumps(extra, option=orjson.OPT_SORT_KEYS, default=repr))
     return (parameters.content_type, tuple(sorted(extra)) if extra else ())
 
 
-def merge_parameters(all_parameters: list[Parameters | None]) -> Parameters | None:
+def merge_parameters(all_parameters: list[Parameters | None], by_value: bool = False) -> Parameters | None:
+    """The parameters of a merged request. With `by_value` the requests'
+    custom parameters are equal (their batch key says so): kept as they are."""
     present = [parameters for parameters in all_parameters if parameters is not None]
     if not present:
         return None
@@ -35,8 +45,8 @@ def merge_parameters(all_parameters: list[Parameters | None]) -> Parameters | No
     headers = _common_headers(all_parameters)
     if headers:
         fields["headers"] = headers
-    for name in present[0].__pydantic_extra__ or ():
-        fields[name] = [_extra(parameters)[name] for parameters in all_parameters]
+    for name, value in (present[0].__pydantic_extra__ or {}).items():
+        fields[name] = value if by_value else [_extra(parameters)[name] for parameters in all_parameters]
     return Parameters.model_validate(fields) if fields else None
 
 

@@ -156,6 +156,8 @@ def _plugins() -> int:
             print(f"  input codecs: {', '.join(info.input_codecs)}")
         if info.request_codecs:
             print(f"  request codecs: {', '.join(info.request_codecs)}")
+        if info.rest_routes:
+            print("  REST routes")
     return 0
 
 

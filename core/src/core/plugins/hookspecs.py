@@ -1,17 +1,24 @@
-"""The hooks a plugin may implement. Version 1. Keep them few and stable: a
-plugin module implements any of them with `@core.plugins.hookimpl`."""
+"""The hooks a plugin may implement. Version 2 (1 + `core_rest_routers`).
+Keep them few and stable: a plugin module implements any of them with
+`@core.plugins.hookimpl`."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
+if TYPE_CHECKING:
+    from fastapi import APIRouter
+
+    from ..dataplane import DataPlane
+    from ..settings import Settings
+
 PROJECT = "core"
-HOOKS_VERSION = 1
+HOOKS_VERSION = 2
 
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
@@ -47,3 +54,15 @@ def core_runtimes() -> list[Runtime]:  # type: ignore[empty-body]
 @hookspec
 def core_codecs() -> list[Any]:  # type: ignore[empty-body]
     """The InputCodec and RequestCodec classes this plugin provides."""
+
+
+@hookspec
+def core_rest_routers(dataplane: DataPlane, settings: Settings) -> list[APIRouter]:  # type: ignore[empty-body]
+    """Extra REST routes (FastAPI routers) for the server's REST app, such as
+    OpenAI-compatible endpoints. Called once per app, in the server process.
+    Routes should call models through `dataplane` (`infer`, `infer_stream`,
+    `model_metadata`...), which reaches them wherever they run, worker
+    processes included; this module, imported by every process, should not
+    import a framework. The core's own routes come first: a plugin route
+    cannot replace one. Errors raised as `core.errors.CoreError` get the
+    core's `{"error"}` answers unless the router handles them itself."""

@@ -25,6 +25,7 @@ class PluginInfo:
     runtimes: list[Runtime] = field(default_factory=list)
     input_codecs: list[str] = field(default_factory=list)
     request_codecs: list[str] = field(default_factory=list)
+    rest_routes: bool = False
     error: str | None = None
 
 
@@ -67,12 +68,24 @@ class PluginManager:
             for codec in plugin.core_codecs():
                 kind = info.request_codecs if issubclass(codec, RequestCodec) else info.input_codecs
                 kind.append(codec.ContentType)
+        info.rest_routes = hasattr(plugin, "core_rest_routers")
 
     def runtimes(self) -> list[Runtime]:
         return [runtime for batch in self._pluggy.hook.core_runtimes() for runtime in batch]
 
     def runtime(self, alias: str) -> Runtime | None:
         return next((r for r in self.runtimes() if r.alias == alias), None)
+
+    def rest_routers(self, dataplane: Any, settings: Any) -> list[Any]:
+        """The plugins' extra REST routers; a plugin whose hook fails is
+        logged and skipped."""
+        routers: list[Any] = []
+        for implementation in self._pluggy.hook.core_rest_routers.get_hookimpls():
+            try:
+                routers.extend(implementation.function(dataplane=dataplane, settings=settings) or ())
+            except Exception:  # a plugin's bug must not stop the server
+                logger.exception("plugin '%s' failed to provide its REST routes", implementation.plugin_name)
+        return routers
 
     def codecs(self) -> list[Any]:
         # pluggy calls the last registered first; reverse so the core's own come first.

@@ -8,6 +8,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from ..dataplane import DataPlane
+from ..plugins.manager import get_plugin_manager
 from ..settings import Settings
 from ..types import InferenceRequest
 from ..version import __version__
@@ -39,6 +40,9 @@ def create_app(settings: Settings, dataplane: DataPlane) -> FastAPI:
     app.include_router(repository_router(dataplane))
     app.include_router(v1_router(dataplane, settings.max_request_body_size))
     app.include_router(docs_router(app, dataplane))
+    # After the core's own: a plugin's route cannot shadow one of them.
+    for router in get_plugin_manager().rest_routers(dataplane, settings):
+        app.include_router(router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 
