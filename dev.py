@@ -25,6 +25,11 @@ STAMP = VENV / ".installed"
 PACKAGES = [
     *("-e", "core[pandas,tracing]"),
     *("-e", "plugins/sklearn", "-e", "plugins/xgboost", "-e", "plugins/lightgbm"),
+    *("-e", "plugins/huggingface"),
+    # core-huggingface needs torch: this exact version installs a CPU build
+    # (on this project's machines, from local disk); an open range would
+    # take a CUDA build of several GB.
+    "torch==2.13.0",
 ]
 TEST_TOOLS = [
     "pytest>=8",
@@ -37,6 +42,8 @@ TEST_TOOLS = [
     "grpcio-tools>=1.81.1,<1.82",
     # packs the real custom environment of the environment tests (tests/conftest.py)
     "venv-pack>=0.2",
+    # the official client, against core-huggingface's OpenAI-compatible endpoints
+    "openai>=1.40",
 ]
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
-from typing import Any
+from typing import Any, cast
 
 import pluggy
 
@@ -82,7 +82,8 @@ class PluginManager:
         routers: list[Any] = []
         for implementation in self._pluggy.hook.core_rest_routers.get_hookimpls():
             try:
-                routers.extend(implementation.function(dataplane=dataplane, settings=settings) or ())
+                provided = implementation.function(dataplane=dataplane, settings=settings)
+                routers.extend(cast("list[Any] | None", provided) or ())
             except Exception:  # a plugin's bug must not stop the server
                 logger.exception("plugin '%s' failed to provide its REST routes", implementation.plugin_name)
         return routers
