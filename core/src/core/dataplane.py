@@ -218,20 +218,28 @@ class DataPlane:
             client = parameter_timeout(payload.parameters)
             timeout = self._model_timeout(model)
             responses = model.predict_stream(_single(payload))
-            while True:
-                # The model's code runs in its context; the consumer's, between
-                # responses, does not. Each response has the model's timeout,
-                # the whole stream the client's.
-                token = current_model.set(model)
-                try:
-                    with expiring(call_deadline(model.name, timeout, client)):
-                        response = await anext(responses)
-                except StopAsyncIteration:
-                    break
-                finally:
-                    current_model.reset(token)
-                _stamp(response, payload, model)
-                yield response
+            try:
+                while True:
+                    # The model's code runs in its context; the consumer's, between
+                    # responses, does not. Each response has the model's timeout,
+                    # the whole stream the client's.
+                    token = current_model.set(model)
+                    try:
+                        with expiring(call_deadline(model.name, timeout, client)):
+                            response = await anext(responses)
+                    except StopAsyncIteration:
+                        break
+                    finally:
+                        current_model.reset(token)
+                    _stamp(response, payload, model)
+                    yield response
+            finally:
+                # A consumer that stops early (a client gone) closes the
+                # model's stream now, not when it is garbage-collected: a
+                # generation stops at once.
+                close = getattr(responses, "aclose", None)  # an async generator's
+                if close is not None:
+                    await close()
         except CoreError:
             statistics.failed(time.perf_counter_ns() - started)
             raise

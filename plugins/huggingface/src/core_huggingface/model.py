@@ -150,9 +150,8 @@ class HuggingFaceModel(Model):
         names = {spec.name for spec in outputs}
         try:
             while (chunk := await chunks.get()) is not _END:
+                # A stop string ends generation by itself: generate has it too.
                 text = stops.feed(chunk)
-                if stops.stopped:
-                    stop.set()
                 if text and "text_output" in names:
                     yield self._response({"text_output": [text]}, outputs, only_present=True)
             results = generation.result()

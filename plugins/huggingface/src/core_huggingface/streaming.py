@@ -40,17 +40,20 @@ class TokenCounter:
 
 class TextChunks:
     """A single generation's text, handed to `emit` from generate's thread
-    token by token: the cache of new tokens is decoded whole each time (a
-    token's text can depend on its neighbours), and what it adds is sent
-    unless it ends inside a character (a byte-level token can carry part of
-    one). Counts the tokens too."""
+    token by token. Incremental decoding, as text-generation-inference does
+    it: the new tokens are decoded together with the few before them (a
+    token's text can depend on its neighbours, a leading space for one), and
+    what that adds to those few tokens' own text is sent, unless it ends
+    inside a character (a byte-level token can carry part of one). Constant
+    work per token. Counts the tokens too."""
 
     def __init__(self, tokenizer: Any, end_ids: Iterable[int], emit: Callable[[str], None]) -> None:
         self.tokenizer = tokenizer
         self.counter = TokenCounter(end_ids)
         self._emit = emit
         self._tokens: list[int] = []
-        self._sent = 0  # characters of the cache's text already sent
+        self._prefix = 0  # start of the tokens decoded as context
+        self._read = 0  # end of the tokens whose text was sent
 
     def put(self, value: torch.Tensor) -> None:
         prompt = not self.counter.counts
@@ -58,23 +61,20 @@ class TextChunks:
         if prompt:
             return
         self._tokens.extend(value.reshape(-1).tolist())
-        text = self.tokenizer.decode(self._tokens, skip_special_tokens=True)
-        if text.endswith("\ufffd"):
-            return  # the next token completes the character
-        self._send(text)
-        if text.endswith("\n"):
-            # A line is done: start the cache afresh, keeping the last token
-            # as context, so decoding stays short on long answers.
-            self._tokens = self._tokens[-1:]
-            self._sent = len(self.tokenizer.decode(self._tokens, skip_special_tokens=True))
+        self._send(final=False)
 
     def end(self) -> None:
-        self._send(self.tokenizer.decode(self._tokens, skip_special_tokens=True))
+        self._send(final=True)
 
-    def _send(self, text: str) -> None:
-        if len(text) > self._sent:
-            self._emit(text[self._sent :])
-        self._sent = len(text)
+    def _send(self, final: bool) -> None:
+        context = self._decode(self._tokens[self._prefix : self._read])
+        text = self._decode(self._tokens[self._prefix :])
+        if len(text) > len(context) and (final or not text.endswith("\ufffd")):
+            self._emit(text[len(context) :])
+            self._prefix, self._read = self._read, len(self._tokens)
+
+    def _decode(self, tokens: list[int]) -> str:
+        return str(self.tokenizer.decode(tokens, skip_special_tokens=True)) if tokens else ""
 
 
 class Cancelled(StoppingCriteria):
