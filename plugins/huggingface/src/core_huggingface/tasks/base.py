@@ -127,14 +127,6 @@ def labels_and_scores(results: list[list[dict[str, Any]]], label: str = "label")
     return labels, scores.reshape(len(results), -1)
 
 
-def rows_of(result: Any, count: int) -> list[Any]:
-    """A pipeline's answer as one result per input: a single input's answer
-    comes back unwrapped."""
-    if count == 1 and not (isinstance(result, list) and len(result) == 1):
-        return [result]
-    return list(result)
-
-
 def padded(rows: list[list[Any]], fill: Any) -> Iterator[list[Any]]:
     """Ragged rows padded with `fill` to the longest one's length."""
     width = max((len(row) for row in rows), default=0)
