@@ -52,6 +52,7 @@ class HuggingFaceModel(Model):
         super().__init__(settings)
         self.hf = huggingface_settings(settings)
         self.task: Task | None = None
+        self._calls = asyncio.Semaphore(self.hf.concurrent_calls)
 
     # Loading
 
@@ -109,10 +110,11 @@ class HuggingFaceModel(Model):
         inputs, parameters, outputs = self._decode(payload)
         stop = threading.Event()
         try:
-            if isinstance(task, TextGeneration):
-                results = await run_in_thread(task.generate, inputs, parameters, stop)
-            else:
-                results = await run_in_thread(_checked_run, task, inputs, parameters)
+            async with self._calls:
+                if isinstance(task, TextGeneration):
+                    results = await run_in_thread(task.generate, inputs, parameters, stop)
+                else:
+                    results = await run_in_thread(_checked_run, task, inputs, parameters)
         finally:
             stop.set()  # cancelled (deadline, caller gone): generation ends at its next token
         return self._response(results, outputs)

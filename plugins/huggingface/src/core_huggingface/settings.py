@@ -38,6 +38,11 @@ class HuggingFaceSettings(BaseSettings):
     # torch's thread pools in the process that serves the model; None: torch's defaults.
     inter_op_threads: int | None = Field(default=None, ge=1)
     intra_op_threads: int | None = Field(default=None, ge=1)
+    # Pipeline calls of this model that run at once (streams not counted);
+    # more wait their turn. torch already spreads one call over the cores:
+    # calls side by side only fight for them and for the GIL (measured: half
+    # the throughput). Batching is the way to serve many requests.
+    concurrent_calls: int = Field(default=1, ge=1)
     # feature-extraction: how token vectors become one embedding per input.
     pooling: Literal["mean", "cls"] = "mean"
     # feature-extraction: scale embeddings to unit length.
