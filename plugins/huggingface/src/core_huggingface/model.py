@@ -151,9 +151,16 @@ class HuggingFaceModel(Model):
         generation.add_done_callback(lambda _: chunks.put_nowait(_END))
         names = {spec.name for spec in outputs}
         try:
-            while (chunk := await chunks.get()) is not _END:
+            ended = False
+            while not ended:
+                # Every chunk that came while the last was sent, as one: a
+                # slow reader gets fewer, longer chunks, not a backlog.
+                parts = [await chunks.get()]
+                while not chunks.empty():
+                    parts.append(chunks.get_nowait())
+                ended = parts[-1] is _END
                 # A stop string ends generation by itself: generate has it too.
-                text = stops.feed(chunk)
+                text = stops.feed("".join(parts[:-1] if ended else parts))
                 if text and "text_output" in names:
                     yield self._response({"text_output": [text]}, outputs, only_present=True)
             results = generation.result()
