@@ -162,3 +162,26 @@ def test_config_json_alone_is_not_a_checkpoint(tmp_path: Path) -> None:
     assert looks_like_checkpoint(tmp_path / "config.json")
     (tmp_path / "config.json").write_text(json.dumps({"learning_rate": 0.1}))  # some other tool's config
     assert not looks_like_checkpoint(tmp_path / "config.json")
+
+
+def test_a_hub_id_loads_through_the_hugging_face_cache(tmp_path: Path, tiny_models: dict[str, Path]) -> None:
+    # The hub's cache layout, filled by hand, read offline: the path a hub id
+    # takes once downloaded (no hub is reachable here).
+    repository = tmp_path / "hf-home" / "hub" / "models--acme--tiny-classifier"
+    revision = "0" * 40
+    snapshot = repository / "snapshots" / revision
+    snapshot.mkdir(parents=True)
+    for file in tiny_models["text-classification"].iterdir():
+        (snapshot / file.name).write_bytes(file.read_bytes())
+    (repository / "refs").mkdir()
+    (repository / "refs" / "main").write_text(revision)
+    extra = {"pretrained_model": "acme/tiny-classifier"}
+    write_settings(
+        tmp_path / "models" / "hub", name="hub", implementation="huggingface", parameters={"extra": extra}
+    )
+    env = {**OFFLINE, "HF_HOME": str(tmp_path / "hf-home")}
+    with ServerProcess(tmp_path / "models", "--parallel-workers", "0", env=env, timeout=120) as server:
+        body = {"inputs": [{"name": "inputs", "shape": [1], "datatype": "BYTES", "data": ["hi"]}]}
+        answer = httpx.post(f"{server.url}/v2/models/hub/infer", json=body)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["outputs"][0]["data"][0] in ("negative", "positive")
