@@ -14,6 +14,7 @@ from core import Model, ModelParameters, ModelSettings, decode_args
 from core.codecs import (
     Base64Codec,
     DatetimeCodec,
+    DictRequestCodec,
     InputCodec,
     NumpyCodec,
     NumpyRequestCodec,
@@ -242,6 +243,52 @@ def test_pandas_codec_round_trip() -> None:
     response = PandasCodec.encode_response("m", frame, "1")
     assert response.model_version == "1"
     pd.testing.assert_frame_equal(PandasCodec.decode_response(over_the_wire(response)), frame)
+
+
+def test_pandas_codec_round_trips_mixed_columns_through_json() -> None:
+    frame = pd.DataFrame(
+        {
+            "count": [1, 2],
+            "ratio": [1.5, 2.5],
+            "name": ["x", "y"],
+            "when": pd.to_datetime(["2024-01-01 00:00", "2024-02-01 10:00"]),
+            "zoned": pd.to_datetime(["2024-01-01 00:00+02:00", "2024-02-01 10:00+02:00"]),
+            "blob": [b"\x00\x01", b"zz"],
+            "flag": [True, False],
+        }
+    )
+    request = PandasCodec.encode_request(frame)
+    content_types = {i.name: i.parameters.content_type for i in request.inputs if i.parameters}
+    assert content_types == {
+        "count": "np", "ratio": "np", "name": "str", "when": "datetime", "zoned": "datetime",
+        "blob": "base64", "flag": "np",
+    }  # fmt: skip
+    back = PandasCodec.decode_request(InferenceRequest.model_validate_json(request.model_dump_json()))
+    pd.testing.assert_frame_equal(back, frame, check_dtype=False)
+    assert [back[c].dtype.kind for c in ("count", "ratio", "when", "zoned", "flag")] == [
+        "i",
+        "f",
+        "M",
+        "M",
+        "b",
+    ]
+
+
+def test_dict_codec_decodes_each_tensor_by_its_content_type() -> None:
+    request = DictRequestCodec.encode_request(
+        {"ids": np.array([[1, 2]], dtype=np.int64), "names": ["a", "b"], "raw": [b"\x00"]}
+    )
+    assert [(i.name, i.datatype, i.parameters.content_type) for i in request.inputs] == [
+        ("ids", "INT64", "np"),
+        ("names", "BYTES", "str"),
+        ("raw", "BYTES", "base64"),
+    ]
+    decoded = DictRequestCodec.decode_request(InferenceRequest.model_validate_json(request.model_dump_json()))
+    assert decoded["ids"].tolist() == [[1, 2]]
+    assert (decoded["names"], decoded["raw"]) == (["a", "b"], [b"\x00"])
+    plain = InferenceRequest(inputs=[RequestInput(name="t", shape=[1], datatype="BYTES", data=["hi"])])
+    assert DictRequestCodec.decode_request(plain) == {"t": ["hi"]}
+    assert find_request_codec("dict") is DictRequestCodec
 
 
 def test_pandas_codec_decodes_tensors_without_content_type() -> None:

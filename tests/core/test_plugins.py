@@ -42,7 +42,7 @@ def test_the_core_is_a_plugin_of_itself() -> None:
     assert core.version == __version__
     assert core.error is None
     assert core.input_codecs == ["np", "str", "base64", "datetime"]
-    assert core.request_codecs == ["np", "str", "pd"]
+    assert core.request_codecs == ["np", "str", "dict", "pd"]
 
 
 def test_the_sklearn_plugin_is_discovered() -> None:

@@ -4,6 +4,7 @@ from .base import InputCodec, RequestCodec
 from .base64 import Base64Codec
 from .datetime import DatetimeCodec
 from .decorator import decode_args
+from .dict import DictRequestCodec
 from .numpy import NumpyCodec, NumpyRequestCodec
 from .registry import (
     find_input_codec,
@@ -17,6 +18,7 @@ from .string import StringCodec, StringRequestCodec
 __all__ = [
     "Base64Codec",
     "DatetimeCodec",
+    "DictRequestCodec",
     "InputCodec",
     "NumpyCodec",
     "NumpyRequestCodec",

@@ -3,6 +3,7 @@ per column. Needs the `pandas` extra (`pip install core[pandas]`)."""
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 import numpy as np
@@ -18,26 +19,40 @@ from ..types import (
     ResponseOutput,
 )
 from .base import RequestCodec, content_type_of
+from .base64 import Base64Codec
+from .datetime import DatetimeCodec
 from .numpy import NumpyCodec
 from .registry import find_input_codec
 from .string import StringCodec
 
 
 def _column_tensor(cls: type, name: str, series: pd.Series) -> Any:
-    """One column as a tensor of shape [rows, 1]."""
+    """One column as a tensor of shape [rows, 1]: numbers and booleans as
+    they are; datetimes as ISO 8601 text (`datetime`), bytes as base64
+    (`base64`), anything else as text (`str`), so each comes back as it was."""
     values = series.to_numpy()
+    if isinstance(series.dtype, pd.DatetimeTZDtype) or values.dtype.kind == "M":
+        data = [item.isoformat() for item in series.dt.to_pydatetime()]
+        return _bytes_tensor(cls, name, data, DatetimeCodec.ContentType)
     if values.dtype.kind in "OUS" or isinstance(series.dtype, pd.StringDtype):
+        if len(values) and all(isinstance(item, bytes) for item in values):
+            data = [base64.b64encode(item).decode("ascii") for item in values]
+            return _bytes_tensor(cls, name, data, Base64Codec.ContentType)
         data = [item.decode("utf-8") if isinstance(item, bytes) else str(item) for item in values]
-        return cls(
-            name=name,
-            datatype=Datatype.BYTES,
-            shape=[len(data), 1],
-            data=data,
-            parameters=Parameters(content_type=StringCodec.ContentType),
-        )
+        return _bytes_tensor(cls, name, data, StringCodec.ContentType)
     tensor = NumpyCodec.encode_output(name, values.reshape(-1, 1))
     return cls(
         **{field: getattr(tensor, field) for field in ("name", "shape", "datatype", "data", "parameters")}
+    )
+
+
+def _bytes_tensor(cls: type, name: str, data: list[str], content_type: str) -> Any:
+    return cls(
+        name=name,
+        datatype=Datatype.BYTES,
+        shape=[len(data), 1],
+        data=data,
+        parameters=Parameters(content_type=content_type),
     )
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from ..codecs.base64 import Base64Codec
 from ..codecs.datetime import DatetimeCodec
+from ..codecs.dict import DictRequestCodec
 from ..codecs.numpy import NumpyCodec, NumpyRequestCodec
 from ..codecs.string import StringCodec, StringRequestCodec
 from .hookspecs import hookimpl
@@ -21,6 +22,7 @@ def core_codecs() -> list[Any]:
         StringRequestCodec,
         Base64Codec,
         DatetimeCodec,
+        DictRequestCodec,
     ]
     if importlib.util.find_spec("pandas") is not None:  # the optional `pandas` extra
         from ..codecs.pandas import PandasCodec

@@ -10,18 +10,9 @@ from typing import Any
 import numpy as np
 import orjson
 
-from core.codecs import InputCodec, RequestCodec, find_input_codec
-from core.codecs.string import is_list_of
+from core.codecs import DictRequestCodec, InputCodec
 from core.errors import CodecError
-from core.types import (
-    Datatype,
-    InferenceRequest,
-    InferenceResponse,
-    Parameters,
-    RequestInput,
-    ResponseOutput,
-    to_ndarray,
-)
+from core.types import Datatype, Parameters, RequestInput, ResponseOutput, to_ndarray
 
 CONTENT_TYPE = "hf"
 _OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
@@ -104,76 +95,17 @@ def _decode(tensor: RequestInput | ResponseOutput) -> list[Any]:
     return [_loads(tensor.name, element) for element in to_ndarray(tensor).ravel().tolist()]
 
 
-class HuggingFaceRequestCodec(RequestCodec):
-    """A request (or response) as `{tensor name: value}`: each tensor decoded
-    by its own content type (JSON documents for `hf`, strings for `str`,
-    arrays otherwise); and back, each value encoded by the codec that takes it."""
+class HuggingFaceRequestCodec(DictRequestCodec):
+    """A request (or response) as `{tensor name: value}`, as core's `dict`
+    codec does it, with structured values (dicts, lists of them) as `hf`
+    tensors of JSON documents."""
 
     ContentType = CONTENT_TYPE
-    TypeHint = dict[str, Any]
 
     @classmethod
-    def can_encode(cls, payload: Any) -> bool:
-        return isinstance(payload, dict) and all(isinstance(key, str) for key in payload)
-
-    @classmethod
-    def encode_response(
-        cls, model_name: str, payload: dict[str, Any], model_version: str | None = None, **kwargs: Any
-    ) -> InferenceResponse:
-        outputs = [
-            ResponseOutput(**_encode_value(name, value).model_dump()) for name, value in payload.items()
-        ]
-        return InferenceResponse(
-            model_name=model_name,
-            model_version=model_version,
-            parameters=Parameters(content_type=CONTENT_TYPE),
-            outputs=outputs,
-        )
-
-    @classmethod
-    def decode_response(cls, response: InferenceResponse) -> dict[str, Any]:
-        return {output.name: _decode_value(output) for output in response.outputs}
-
-    @classmethod
-    def encode_request(cls, payload: dict[str, Any], **kwargs: Any) -> InferenceRequest:
-        return InferenceRequest(
-            parameters=Parameters(content_type=CONTENT_TYPE),
-            inputs=[_encode_value(name, value) for name, value in payload.items()],
-        )
-
-    @classmethod
-    def decode_request(cls, request: InferenceRequest) -> dict[str, Any]:
-        return {request_input.name: _decode_value(request_input) for request_input in request.inputs}
-
-
-def _encode_value(name: str, value: Any) -> RequestInput:
-    if isinstance(value, str):
-        value = [value]
-    if is_list_of(value, str):
-        from core.codecs import StringCodec
-
-        return StringCodec.encode_input(name, value)
-    if _structured(value):
-        return HuggingFaceCodec.encode_input(name, value)
-    codec = find_input_codec(payload=value)
-    if codec is None:
-        array = np.asarray(value)
-        if array.dtype == object:
+    def encode_value(cls, name: str, value: Any) -> RequestInput:
+        if _structured(value):
+            return HuggingFaceCodec.encode_input(name, value)
+        if not isinstance(value, (str, np.ndarray)) and np.asarray(value).dtype == object:
             return HuggingFaceCodec.encode_input(name, list(value))
-        from core.codecs import NumpyCodec
-
-        return NumpyCodec.encode_input(name, array)
-    encoded: RequestInput = codec.encode_input(name, value)
-    return encoded
-
-
-def _decode_value(tensor: RequestInput | ResponseOutput) -> Any:
-    content_type = tensor.parameters.content_type if tensor.parameters is not None else None
-    if content_type == CONTENT_TYPE:
-        return _decode(tensor)
-    if content_type is None and tensor.datatype == Datatype.BYTES:
-        content_type = "str"
-    codec = find_input_codec(content_type=content_type) if content_type else None
-    if codec is None:
-        return to_ndarray(tensor)
-    return codec.decode_input(tensor)  # type: ignore[arg-type]
+        return super().encode_value(name, value)
