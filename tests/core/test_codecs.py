@@ -16,6 +16,7 @@ from core.codecs import (
     DatetimeCodec,
     DictRequestCodec,
     InputCodec,
+    JSONCodec,
     NumpyCodec,
     NumpyRequestCodec,
     PandasCodec,
@@ -272,6 +273,19 @@ def test_pandas_codec_round_trips_mixed_columns_through_json() -> None:
         "M",
         "b",
     ]
+
+
+def test_json_codec_round_trips_structured_values_with_numpy_scalars() -> None:
+    values = [{"score": np.float32(0.5), "ids": np.arange(2), "ok": np.bool_(True)}, [1, "a"]]
+    tensor = JSONCodec.encode_input("docs", values)
+    assert (tensor.datatype, tensor.shape, tensor.parameters.content_type) == ("BYTES", [2], "json")
+    assert JSONCodec.decode_input(tensor) == [{"score": 0.5, "ids": [0, 1], "ok": True}, [1, "a"]]
+    assert DictRequestCodec.encode_request({"docs": values}).inputs[0].parameters.content_type == "json"
+    bad = RequestInput(
+        name="docs", shape=[1], datatype="BYTES", data=["{"], parameters={"content_type": "json"}
+    )
+    with pytest.raises(CodecError, match=r"tensor 'docs' \(content type json\): element is not JSON"):
+        JSONCodec.decode_input(bad)
 
 
 def test_dict_codec_decodes_each_tensor_by_its_content_type() -> None:

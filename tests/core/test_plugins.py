@@ -41,7 +41,7 @@ def test_the_core_is_a_plugin_of_itself() -> None:
     assert core.distribution == "core"
     assert core.version == __version__
     assert core.error is None
-    assert core.input_codecs == ["np", "str", "base64", "datetime"]
+    assert core.input_codecs == ["np", "str", "base64", "datetime", "json"]
     assert core.request_codecs == ["np", "str", "dict", "pd"]
 
 

@@ -5,6 +5,7 @@ from .base64 import Base64Codec
 from .datetime import DatetimeCodec
 from .decorator import decode_args
 from .dict import DictRequestCodec
+from .json import JSONCodec
 from .numpy import NumpyCodec, NumpyRequestCodec
 from .registry import (
     find_input_codec,
@@ -20,6 +21,7 @@ __all__ = [
     "DatetimeCodec",
     "DictRequestCodec",
     "InputCodec",
+    "JSONCodec",
     "NumpyCodec",
     "NumpyRequestCodec",
     "PandasCodec",

@@ -71,6 +71,7 @@ class DictRequestCodec(RequestCodec):
             value = [value]
         if is_list_of(value, str):
             return StringCodec.encode_input(name, value)
+        # Structured values (lists of dicts) go to the `json` codec this way.
         codec = None if isinstance(value, np.ndarray) else find_input_codec(payload=value)
         if codec is not None:
             encoded: RequestInput = codec.encode_input(name, value)

@@ -8,6 +8,7 @@ from typing import Any
 from ..codecs.base64 import Base64Codec
 from ..codecs.datetime import DatetimeCodec
 from ..codecs.dict import DictRequestCodec
+from ..codecs.json import JSONCodec
 from ..codecs.numpy import NumpyCodec, NumpyRequestCodec
 from ..codecs.string import StringCodec, StringRequestCodec
 from .hookspecs import hookimpl
@@ -22,6 +23,7 @@ def core_codecs() -> list[Any]:
         StringRequestCodec,
         Base64Codec,
         DatetimeCodec,
+        JSONCodec,
         DictRequestCodec,
     ]
     if importlib.util.find_spec("pandas") is not None:  # the optional `pandas` extra
