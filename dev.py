@@ -25,7 +25,7 @@ STAMP = VENV / ".installed"
 PACKAGES = [
     *("-e", "core[pandas,tracing]"),
     *("-e", "plugins/sklearn", "-e", "plugins/xgboost", "-e", "plugins/lightgbm"),
-    *("-e", "plugins/huggingface"),
+    *("-e", "plugins/huggingface", "-e", "plugins/mlflow"),
     # core-huggingface needs torch: this exact version installs a CPU build
     # (on this project's machines, from local disk); an open range would
     # take a CUDA build of several GB.
@@ -44,6 +44,8 @@ TEST_TOOLS = [
     "venv-pack>=0.2",
     # the official client, against core-huggingface's OpenAI-compatible endpoints
     "openai>=1.40",
+    # MLflow 3 saves scikit-learn models in the skops format by default
+    "skops>=0.10",
 ]
 
 

@@ -37,13 +37,19 @@ class Runtime:
     says whether this runtime serves it; it must be cheap and must neither
     import the framework nor unpickle (see `core.repository.read_head` and
     `core.repository.pickled_class`). A runtime that recognised a file ranks
-    above runtimes that only match its name (core.repository.artifacts)."""
+    above runtimes that only match its name (core.repository.artifacts).
+
+    `claims_folder`: an artifact this runtime serves makes its whole folder
+    one model (MLflow's `MLmodel`, a Hugging Face `config.json`): the other
+    files there are that model's, never artifacts of their own (a
+    `python_model.pkl` beside an `MLmodel` is not a scikit-learn model)."""
 
     alias: str
     implementation: str
     description: str = ""
     artifacts: tuple[str, ...] = field(default_factory=tuple)
     recognise: Callable[[Path], bool] | None = field(default=None, compare=False)
+    claims_folder: bool = False
 
 
 @hookspec

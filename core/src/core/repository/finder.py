@@ -74,14 +74,19 @@ def _read(path: Path) -> FoundModel:
 
 
 def _artifacts_in(folder: Path) -> list[Path]:
-    """The files in `folder` an installed runtime serves. With
+    """The files in `folder` an installed runtime serves (only those of a
+    runtime that claims the folder, when there are any). With
     CORE_MODEL_IMPLEMENTATION (`--implementation`) naming an installed
     runtime: the files it recognises, else those its patterns match (the
     user chose the runtime; its recogniser only narrows the files)."""
     runtimes = get_plugin_manager().runtimes()
     implementation = os.environ.get("CORE_MODEL_IMPLEMENTATION")
     if not implementation:
-        return [detection.path for detection in detect_in_folder(folder, runtimes)]
+        detections = detect_in_folder(folder, runtimes)
+        # A file that makes the folder one model (an MLmodel) leaves the
+        # folder's other files to that model.
+        claiming = [d.path for d in detections if any(r.claims_folder for r in d.runtimes)]
+        return claiming or [detection.path for detection in detections]
     forced = next((r for r in runtimes if implementation in (r.alias, r.implementation)), None)
     if forced is None:
         return []  # a runtime without artifact patterns: the CORE_MODEL_* model

@@ -20,6 +20,7 @@ def core_runtimes() -> list[Runtime]:
             description="Hugging Face transformers pipelines (a folder with config.json and weights)",
             artifacts=("config.json",),
             recognise=looks_like_checkpoint,
+            claims_folder=True,
         )
     ]
 
