@@ -221,6 +221,7 @@ def test_tritonclient_http_binary_and_grpc(
             {"inputs": [column(n, [1.0], "FP64") for n in IRIS_COLUMNS], "parameters": {"scale": 2}},
             "unknown param 'scale'; it takes no params",
         ),
+        ("tensors", {"inputs": []}, "model 'tensors': the request has no inputs"),
     ],
 )
 def test_bad_input_is_a_400_naming_the_problem(

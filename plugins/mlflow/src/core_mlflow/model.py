@@ -109,6 +109,8 @@ class MLflowModel(Model):
         signature, an array (or a dict of them) for a tensor signature; by
         content type without a signature (`pd`, `np`, `dict`; several inputs:
         a DataFrame, one: an array)."""
+        if not payload.inputs:
+            raise BadRequest(f"model '{self.name}': the request has no inputs")
         signature = self.signature
         if signature is None or signature.inputs is None:
             return self._by_content_type(payload)
@@ -116,8 +118,11 @@ class MLflowModel(Model):
             return self._named(convert_frame, PandasCodec.decode_request(payload), signature.inputs)
         specs = signature.inputs.inputs
         if len(specs) == 1 and not specs[0].name:
-            if len(payload.inputs) != 1:
-                raise BadRequest(f"model '{self.name}' takes one tensor, got {len(payload.inputs)}")
+            content_type = payload.parameters.content_type if payload.parameters is not None else None
+            if len(payload.inputs) > 1 or content_type == "pd":
+                # Columns for a tensor: their values, as MLflow's server takes a DataFrame.
+                values = PandasCodec.decode_request(payload).to_numpy()
+                return self._named(convert_tensors, values, signature.inputs)
             return self._named(convert_tensors, decode_value(payload.inputs[0]), signature.inputs)
         tensors = DictRequestCodec.decode_request(payload)
         names = [spec.name for spec in specs]

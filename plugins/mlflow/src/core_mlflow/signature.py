@@ -90,7 +90,10 @@ def convert(name: str, values: Any, expected: np.dtype[Any], kind: str) -> Any:
     float32 into float64) or when every value comes through unchanged (2.0
     into a long); a 400 naming the `kind` (column or tensor) and both types
     otherwise."""
-    array = values.to_numpy() if isinstance(values, pd.Series) else np.asarray(values)
+    try:
+        array = values.to_numpy() if isinstance(values, pd.Series) else np.asarray(values)
+    except ValueError:  # nested lists of different lengths
+        raise BadRequest(f"{kind} '{name}': its rows have different lengths") from None
     if array.dtype == expected or expected.kind in "OUSM":
         return values
     if array.dtype.kind in "biuf" and expected.kind in "biuf":
