@@ -94,6 +94,23 @@ def test_blocking_calls_that_turn_slow_go_back_to_a_thread() -> None:
     assert asyncio.run(main()) == [False, True, True, True, False]
 
 
+def test_a_call_that_waits_stalls_the_loop_once_at_most() -> None:
+    from core.executor import BlockingCalls
+
+    calls = BlockingCalls()
+    main_thread = threading.get_ident()
+
+    def wait() -> bool:
+        time.sleep(0.02)  # no CPU: cheap by its thread's CPU time, 20 ms of wall time
+        return threading.get_ident() == main_thread
+
+    async def main() -> list[bool]:
+        return [await calls.run(8, wait) for _ in range(5)]
+
+    # A thread (cheap CPU), inline once (it overruns), then threads for good.
+    assert asyncio.run(main()) == [False, True, False, False, False]
+
+
 def test_a_zero_budget_keeps_every_call_in_a_thread() -> None:
     from core import executor
 
