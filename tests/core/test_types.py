@@ -442,3 +442,13 @@ def test_booleans_are_not_numbers(datatype: str) -> None:
 )
 def test_parameters_dict_is_model_dump_without_nones(parameters: Parameters) -> None:
     assert parameters_dict(parameters) == parameters.model_dump(exclude_none=True)
+
+
+def test_model_parameters_leave_out_the_server_s_and_the_clients() -> None:
+    from core.types import Parameters, model_parameters
+
+    sent = Parameters(
+        content_type="pd", headers={"a": "b"}, timeout=5, binary_data_output=True, scale=2.0, unset=None
+    )
+    assert model_parameters(sent) == {"scale": 2.0}
+    assert model_parameters(None) == {}

@@ -1,6 +1,7 @@
 """Open Inference Protocol types."""
 
 from .dataplane import (
+    TRANSPORT_PARAMETERS,
     InferenceErrorResponse,
     InferenceRequest,
     InferenceResponse,
@@ -11,6 +12,7 @@ from .dataplane import (
     RequestInput,
     RequestOutput,
     ResponseOutput,
+    model_parameters,
 )
 from .datatypes import NUMPY_DTYPES, Datatype, to_datatype, to_dtype
 from .repository import (
@@ -23,6 +25,7 @@ from .tensors import to_ndarray
 
 __all__ = [
     "NUMPY_DTYPES",
+    "TRANSPORT_PARAMETERS",
     "Datatype",
     "InferenceErrorResponse",
     "InferenceRequest",
@@ -38,6 +41,7 @@ __all__ = [
     "RequestOutput",
     "ResponseOutput",
     "State",
+    "model_parameters",
     "to_datatype",
     "to_dtype",
     "to_ndarray",

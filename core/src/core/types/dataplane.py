@@ -19,6 +19,25 @@ class Parameters(BaseModel):
     headers: dict[str, str] | None = None
 
 
+# Request parameters that belong to the server (content_type, headers, the
+# client's `timeout`) or to Triton's clients (binary_data_*), never to a model.
+TRANSPORT_PARAMETERS = frozenset(
+    {"content_type", "headers", "timeout", "binary_data_output", "binary_data_size"}
+)
+
+
+def model_parameters(parameters: Parameters | None) -> dict[str, Any]:
+    """A request's own parameters, for the model: all but `TRANSPORT_PARAMETERS`
+    and those set to null."""
+    if parameters is None:
+        return {}
+    return {
+        name: value
+        for name, value in parameters.model_dump(exclude_none=True).items()
+        if name not in TRANSPORT_PARAMETERS
+    }
+
+
 def parameters_dict(parameters: Parameters) -> dict[str, Any]:
     """`parameters.model_dump(exclude_none=True)`, built directly when there
     are no extra parameters (the common case on every request and response),

@@ -24,6 +24,7 @@ from core.types import (
     MetadataModelResponse,
     Parameters,
     ResponseOutput,
+    model_parameters,
     to_ndarray,
 )
 
@@ -36,8 +37,6 @@ from .tasks.generation import TextGeneration
 
 logger = logging.getLogger(__name__)
 
-# Request parameters that are the server's or a client library's, never the task's.
-_TRANSPORT_PARAMETERS = {"content_type", "headers", "timeout", "binary_data_output", "binary_data_size"}
 _END = object()
 
 Decoded = tuple[dict[str, list[Any]], Any, list[TensorSpec]]
@@ -213,13 +212,7 @@ class HuggingFaceModel(Model):
         return inputs, self._parameters(task, payload.parameters), self._requested_outputs(task, payload)
 
     def _parameters(self, task: Task, parameters: Parameters | None) -> Any:
-        given = {}
-        if parameters is not None:
-            given = {
-                key: value
-                for key, value in parameters.model_dump(exclude_none=True).items()
-                if key not in _TRANSPORT_PARAMETERS
-            }
+        given = model_parameters(parameters)
         try:
             return task.parameters.model_validate(given)
         except ValidationError as error:

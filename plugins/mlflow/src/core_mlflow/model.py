@@ -21,7 +21,14 @@ from core.executor import BlockingCalls, run_in_thread
 from core.model import Model
 from core.settings import ModelSettings
 from core.storage import get_model_uri
-from core.types import InferenceRequest, InferenceResponse, MetadataModelResponse, Parameters, ResponseOutput
+from core.types import (
+    InferenceRequest,
+    InferenceResponse,
+    MetadataModelResponse,
+    Parameters,
+    ResponseOutput,
+    model_parameters,
+)
 
 from .signature import (
     PREDICTIONS,
@@ -35,9 +42,6 @@ from .signature import (
 )
 
 logger = logging.getLogger(__name__)
-
-# Request parameters that are the server's or a client library's, never the model's params.
-_TRANSPORT_PARAMETERS = {"content_type", "headers", "timeout", "binary_data_output", "binary_data_size"}
 
 
 class MLflowModel(Model):
@@ -159,13 +163,7 @@ class MLflowModel(Model):
     def _params(self, parameters: Parameters | None) -> dict[str, Any] | None:
         """The request's custom parameters, each one the signature's params
         name; MLflow fills in the defaults and checks the types."""
-        given = {}
-        if parameters is not None:
-            given = {
-                name: value
-                for name, value in parameters.model_dump(exclude_none=True).items()
-                if name not in _TRANSPORT_PARAMETERS
-            }
+        given = model_parameters(parameters)
         if not given:
             return None
         schema = self.signature.params if self.signature is not None else None

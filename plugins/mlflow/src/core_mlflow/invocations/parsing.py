@@ -17,7 +17,7 @@ from core.codecs import JSONCodec, NumpyCodec, PandasCodec, StringCodec
 from core.codecs.base import content_type_of
 from core.errors import BadRequest, shorten
 from core.rest.body import check_json_depth, parse_json
-from core.types import InferenceRequest, Parameters, RequestInput
+from core.types import TRANSPORT_PARAMETERS, InferenceRequest, Parameters, RequestInput
 
 from .errors import MLflowError
 
@@ -32,7 +32,7 @@ PARAMS = "params"
 
 # Request parameters that core or its clients read: a model's params of these
 # names would be taken for them (and never reach the model).
-RESERVED_PARAMS = {"content_type", "headers", "timeout", "binary_data_output", "binary_data_size"}
+RESERVED_PARAMS = TRANSPORT_PARAMETERS
 # The name of the one tensor of `inputs` or `instances` sent as a list, as the
 # model names a tensor its signature leaves unnamed.
 UNNAMED = "input-0"
