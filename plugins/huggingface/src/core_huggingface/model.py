@@ -25,6 +25,7 @@ from core.types import (
     Parameters,
     ResponseOutput,
     model_parameters,
+    to_dtype,
     to_ndarray,
 )
 
@@ -258,12 +259,9 @@ def _tensor(spec: TensorSpec, value: Any) -> ResponseOutput:
         array = np.array(value, dtype=object)
         data: Any = [str(item) for item in array.ravel().tolist()]
     else:
-        array = np.asarray(value, dtype=_NUMPY[spec.datatype])
+        array = np.asarray(value, dtype=to_dtype(spec.datatype))
         data = array.ravel().tolist()
     return ResponseOutput(name=spec.name, shape=list(array.shape), datatype=spec.datatype, data=data)
-
-
-_NUMPY = {"FP32": np.float32, "INT64": np.int64}
 
 
 def _describe(task: Task) -> str:
