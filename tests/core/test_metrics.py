@@ -69,6 +69,25 @@ def test_register_again_returns_the_metric_and_refuses_another_kind(fresh_store:
         core.register("model_infer_request_success", "Clashes with core's own.")
 
 
+def test_record_sets_a_metric_with_labels_of_its_own(fresh_store: store.MetricsStore) -> None:
+    core.register("p_value", "p-value per feature.", kind="gauge", labels=["feature"])
+    with model_context(model("drift", "1")):
+        core.record("p_value", 0.5, feature="age")
+        core.record("p_value", 0.01, feature="income")
+    found = samples(fresh_store)
+    labels = (("model_name", "drift"), ("model_version", "1"))
+    assert found[("p_value", (("feature", "age"), *labels))] == 0.5
+    assert found[("p_value", (("feature", "income"), *labels))] == 0.01
+    with pytest.raises(ValueError, match=r"takes the labels \['feature'\]"):
+        core.record("p_value", 0.5, column="age")
+    with pytest.raises(ValueError, match=r"record its values with core\.record"):
+        core.log(p_value=0.5)
+    with pytest.raises(ValueError, match="already registered with labels"):
+        core.register("p_value", "p-value.", kind="gauge")
+    with pytest.raises(ValueError, match="not registered"):
+        core.record("never_registered", 1.0, feature="age")
+
+
 def test_histogram_buckets(fresh_store: store.MetricsStore) -> None:
     core.register("sizes", "Sizes.", buckets=[1, 10])
     with model_context(model("m")):

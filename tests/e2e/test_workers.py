@@ -45,6 +45,20 @@ WORKER_MODELS_PY = textwrap.dedent(
             return InferenceResponse(model_name=self.name, outputs=[pid])
 
 
+    class OneInstance(Pid):
+        """Its runtime allows one instance, as a stateful one would."""
+
+        @classmethod
+        def replica_limit(cls, settings):
+            return 1
+
+
+    class RefusesToCount(Pid):
+        @classmethod
+        def replica_limit(cls, settings):
+            raise ValueError("cannot tell how many replicas")
+
+
     class KillsWorkerOnLoad(Model):
         async def load(self) -> bool:
             os._exit(3)
@@ -116,6 +130,28 @@ def test_one_replica_models_are_spread_over_the_workers(
     assert {a, b} == worker_pids(pool_server)
     # A one-replica model always answers from its one worker.
     assert {pid_of(infer(client, "solo-a")) for _ in range(5)} == {a}
+
+
+def test_a_runtime_s_replica_limit_holds_whatever_the_workers(tmp_path: Path) -> None:
+    write(tmp_path, "one", "models.OneInstance")
+    write(tmp_path, "asked-for-two", "models.OneInstance", replicas=2)
+    write(tmp_path, "broken", "models.RefusesToCount")
+    with (
+        ServerProcess(tmp_path, "--parallel-workers", "2", wait_for="/v2/health/live") as server,
+        httpx.Client(base_url=server.url, timeout=30) as http,
+    ):
+        wait_until_loaded(server.url, {"one", "asked-for-two", "broken"})
+        for name in ("one", "asked-for-two"):
+            # Concurrent slow requests would spread over two replicas: all
+            # come from the one instance.
+            with ThreadPoolExecutor(4) as pool:
+                pids = set(pool.map(lambda model: pid_of(infer(http, model, 0.3)), [name] * 4))
+            assert len(pids) == 1
+        ready = http.get("/v2/models/broken/ready")
+        assert ready.status_code != 200
+        index = {entry["name"]: entry for entry in http.post("/v2/repository/index", json={}).json()}
+        assert "cannot tell how many replicas" in index["broken"]["reason"]
+        assert len(worker_pids(server)) == 2
 
 
 def test_requests_go_to_the_least_busy_replica(client: httpx.Client, pool_server: ServerProcess) -> None:

@@ -18,6 +18,7 @@ __all__ = [
     "__version__",
     "decode_args",
     "log",
+    "record",
     "register",
     "run_in_thread",
 ]
@@ -31,7 +32,7 @@ def __getattr__(name: str) -> object:
         from .server import Server
 
         return Server
-    if name in ("register", "log"):
+    if name in ("register", "log", "record"):
         from . import metrics
 
         return getattr(metrics, name)

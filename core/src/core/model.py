@@ -33,6 +33,15 @@ class Model:
     # model whose parameters set how the whole call runs, as generation's do).
     batch_by_parameter_values: ClassVar[bool] = False
 
+    @classmethod
+    def replica_limit(cls, settings: ModelSettings) -> int | None:
+        """The most instances of the model `settings` describes that may run
+        at once, whatever its `replicas` and the server's `parallel_workers`
+        say; None: no limit. A runtime whose instances hold state that two
+        processes must not fork (an online drift detector) answers 1. Asked
+        in a worker before the model's replicas are placed."""
+        return None
+
     def __init__(self, settings: ModelSettings) -> None:
         self._settings = settings
         self._inputs = {tensor.name: tensor for tensor in settings.inputs}

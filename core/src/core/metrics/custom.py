@@ -11,13 +11,18 @@
             ...
             core.log(tokens=len(tokens), batch_rows=rows)  # batch_rows: a histogram
 
+A metric registered with labels of its own takes them in `core.record`:
+
+    core.register("feature_p_value", "p-value per feature.", kind="gauge", labels=["feature"])
+    core.record("feature_p_value", 0.03, feature="age")
+
 Every value is labelled with the model it was logged for (`model_name`,
 `model_version`, from the model call running), and reaches the metrics
 endpoint from the server process and from worker processes alike."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 from prometheus_client import Counter, Gauge, Histogram
@@ -40,6 +45,7 @@ def register(
     *,
     buckets: Sequence[float] | None = None,
     multiprocess_mode: GaugeMode = "livesum",
+    labels: Sequence[str] = (),
 ) -> CustomMetric:
     """Register a metric, labelled `model_name` and `model_version`, and
     return it; registering a name again returns the metric already there.
@@ -47,24 +53,29 @@ def register(
     `kind`: "histogram" (the default, as MLServer's: `log` observes the
     value), "counter" (`log` adds the value) or "gauge" (`log` sets it).
     `buckets`: a histogram's upper bounds. `multiprocess_mode`: how a gauge
-    set in several worker processes adds up (sum by default)."""
+    set in several worker processes adds up (sum by default). `labels`:
+    label names of its own, after the model's; its values are then recorded
+    with `record`, not `log`."""
     store = current_store()
     existing = store.custom.get(name)
     if existing is not None:
         if _kind(existing) != kind:
             raise ValueError(f"metric '{name}' is already registered as a {_kind(existing)}, not a {kind}")
+        if _own_labels(existing) != tuple(labels):
+            raise ValueError(
+                f"metric '{name}' is already registered with labels {list(_own_labels(existing))}"
+            )
         return existing
     registry = store.registry
+    names = (*MODEL_LABELS, *labels)
     metric: CustomMetric
     if kind == "histogram":
         bounds = tuple(buckets) if buckets is not None else Histogram.DEFAULT_BUCKETS
-        metric = Histogram(name, description, MODEL_LABELS, registry=registry, buckets=bounds)
+        metric = Histogram(name, description, names, registry=registry, buckets=bounds)
     elif kind == "counter":
-        metric = Counter(name, description, MODEL_LABELS, registry=registry)
+        metric = Counter(name, description, names, registry=registry)
     elif kind == "gauge":
-        metric = Gauge(
-            name, description, MODEL_LABELS, registry=registry, multiprocess_mode=multiprocess_mode
-        )
+        metric = Gauge(name, description, names, registry=registry, multiprocess_mode=multiprocess_mode)
     else:
         raise ValueError(f"metric kind must be histogram, counter or gauge, not {kind!r}")
     store.custom[name] = metric
@@ -81,15 +92,40 @@ def log(**metrics: float) -> None:
         record = store.recorders.get(key)
         if record is None:
             metric = store.custom.get(name) or register(name, f"Custom metric {name}.")
-            child = metric.labels(name_label, version_label)
-            if isinstance(child, Histogram):
-                record = child.observe
-            elif isinstance(child, Counter):
-                record = child.inc
-            else:
-                record = child.set
+            own = _own_labels(metric)
+            if own:
+                raise ValueError(
+                    f"metric '{name}' has labels {list(own)}: record its values with core.record"
+                )
+            record = _recorder(metric, name_label, version_label)
             store.recorders[key] = record
         record(value)
+
+
+def record(name: str, value: float, **labels: str) -> None:
+    """Record a value of `name`, a metric registered with labels of its own,
+    for the model whose call is running: `record("p_value", 0.2, feature="age")`."""
+    metric = current_store().custom.get(name)
+    if metric is None:
+        raise ValueError(f"metric '{name}' is not registered: core.register it with its labels first")
+    own = _own_labels(metric)
+    if set(labels) != set(own):
+        raise ValueError(f"metric '{name}' takes the labels {list(own)}, not {sorted(labels)}")
+    name_label, version_label = model_labels()
+    _recorder(metric, name_label, version_label, *(str(labels[label]) for label in own))(value)
+
+
+def _recorder(metric: CustomMetric, *label_values: str) -> Callable[[float], None]:
+    child = metric.labels(*label_values)
+    if isinstance(child, Histogram):
+        return child.observe
+    if isinstance(child, Counter):
+        return child.inc
+    return child.set
+
+
+def _own_labels(metric: CustomMetric) -> tuple[str, ...]:
+    return tuple(metric._labelnames[len(MODEL_LABELS) :])
 
 
 def _kind(metric: CustomMetric) -> MetricKind:

@@ -87,7 +87,7 @@ class WorkerModel(Model):
         try:
             self._placed = set()
             pool.placing.add(self)
-            targets = pool.place(self)
+            targets = pool.place(self, await self._replica_limit(pool))
             if not targets:
                 raise ModelLoadError("the worker pool has no workers")
             loads = (self.load_replica(worker) for worker in targets)
@@ -107,6 +107,24 @@ class WorkerModel(Model):
             if self not in pool.models:  # failed: the pool may be left without models
                 await self._pools.release(pool)
         return True
+
+    async def _replica_limit(self, pool: WorkerPool) -> int | None:
+        """The runtime's `replica_limit`, asked of a worker (the runtime may
+        not import in this process); not asked when it cannot matter."""
+        if pool.size < 2 or self.settings.replicas == 1:
+            return None
+        settings = self.settings
+        source = str(settings.source) if settings.source is not None else None
+        try:
+            asked = next((worker for worker in pool.workers if worker.ready), pool.workers[0])
+            limit: int | None = await asked.call(
+                protocol.REPLICA_LIMIT, settings.model_dump(mode="json"), source
+            )
+        except WorkerUnavailable as error:
+            raise ModelLoadError(f"cannot place the model's replicas: {error}") from None
+        except CoreError as error:
+            raise ModelLoadError(error.message) from None
+        return limit
 
     async def load_replica(self, worker: WorkerProcess, retry: bool = True) -> None:
         """Load the model into `worker`. A worker that exits meanwhile takes

@@ -96,12 +96,16 @@ class WorkerPool:
         async with self._replaced:
             self._replaced.notify_all()
 
-    def place(self, model: WorkerModel) -> list[WorkerProcess]:
+    def place(self, model: WorkerModel, limit: int | None = None) -> list[WorkerProcess]:
         """The workers for a new model's replicas (all when its `replicas` is
-        None): those that hold the fewest replicas already, counting those
-        of models loading meanwhile, so memory spreads evenly."""
+        None, at most `limit`, its runtime's): those that hold the fewest
+        replicas already, counting those of models loading meanwhile, so
+        memory spreads evenly."""
         replicas = model.settings.replicas
         count = self.size if replicas is None else min(replicas, self.size)
+        if limit is not None and limit < count:
+            logger.info("model '%s': %d replica(s), the most its runtime allows", model.name, limit)
+            count = limit
         held = {worker.index: 0 for worker in self.workers}
         for other in self.models | self.placing:
             for index in other.worker_indexes:

@@ -28,6 +28,10 @@ END = "end"
 
 # Call kinds
 LOAD = "load"
+# The most replicas the model's runtime allows (`Model.replica_limit`), asked
+# before its replicas are placed: a custom environment's runtime may not
+# import in the server process.
+REPLICA_LIMIT = "replica_limit"
 UNLOAD = "unload"
 INFER_HTTP = "infer_http"
 INFER_GRPC = "infer_grpc"

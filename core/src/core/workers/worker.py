@@ -148,6 +148,8 @@ class Worker:
         if kind == protocol.LOAD:
             await self._load(*args)
             return None
+        if kind == protocol.REPLICA_LIMIT:
+            return self._replica_limit(*args)
         if kind == protocol.UNLOAD:
             await self._unload(*args)
             return None
@@ -190,6 +192,15 @@ class Worker:
             logger.exception("model '%s' failed to load", settings.name)
             raise ModelLoadError(f"{type(error).__name__}: {error}") from None
         self.models.instances[uid] = model
+
+    def _replica_limit(self, values: dict[str, Any], source: str | None) -> int | None:
+        settings = settings_from_message(values, source)
+        try:
+            return resolve_implementation(settings).replica_limit(settings)
+        except CoreError:
+            raise
+        except Exception as error:
+            raise ModelLoadError(f"{type(error).__name__}: {error}") from None
 
     async def _unload(self, uid: str) -> None:
         model = self.models.instances.pop(uid, None)
