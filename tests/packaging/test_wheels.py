@@ -318,3 +318,50 @@ def test_installed_server_serves_fresh_models(venv_python: Path, tmp_path: Path)
         np.testing.assert_allclose(
             np.asarray(scores["data"]).reshape(scores["shape"]), probabilities, rtol=1e-6
         )
+
+
+# core-alibi-detect is not in PACKAGES: alibi-detect pins numpy<2, which would
+# hold the venv above on numpy 1. It gets a venv of its own, with core and
+# core-sklearn, as a user serving detectors next to scikit-learn models has.
+ALIBI_DETECT_FOLDER = ROOT / "plugins" / "alibi-detect"
+
+
+def test_alibi_detect_installs_with_core_and_sklearn(dist: Path, tmp_path: Path) -> None:
+    """The wheels of core, core-sklearn and core-alibi-detect install together
+    into an empty venv: the index's numpy resolves to 1.x (alibi-detect's
+    pin, which core and core-sklearn accept), and `core plugins` lists both
+    runtimes. About a minute, most of it pip."""
+    own_dist = tmp_path / "dist"
+    run([sys.executable, "-m", "build", "--wheel", "--outdir", str(own_dist), str(ALIBI_DETECT_FOLDER)])
+    (wheel,) = own_dist.glob("core_alibi_detect-*-py3-none-any.whl")
+    version = wheel.name.split("-")[1]
+    base = getattr(sys, "_base_executable", None) or sys.executable
+    venv = tmp_path / "venv"
+    run([base, "-m", "venv", str(venv)])
+    python = venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+    report = tmp_path / "install-report.json"
+    run(
+        [
+            str(python), "-m", "pip", "install", "--quiet", "--report", str(report),
+            "--find-links", str(dist), "--find-links", str(own_dist),
+            f"core=={source_version('core')}", f"core-sklearn=={source_version('core-sklearn')}",
+            f"core-alibi-detect=={version}",
+        ]
+    )  # fmt: skip
+    installed = {
+        canonicalize_name(item["metadata"]["name"]): (
+            item["metadata"]["version"],
+            item["download_info"]["url"],
+        )
+        for item in json.loads(report.read_text())["install"]
+    }
+    assert installed["core"][1] == wheel_path(dist, "core").resolve().as_uri(), installed["core"]
+    assert installed["core-sklearn"][1] == wheel_path(dist, "core-sklearn").resolve().as_uri()
+    assert installed["core-alibi-detect"][1] == wheel.resolve().as_uri(), installed["core-alibi-detect"]
+    assert Version(installed["numpy"][0]).major == 1, installed["numpy"]
+    run([str(python), "-m", "pip", "check"])
+    listing = run([str(venv / ("Scripts/core.exe" if os.name == "nt" else "bin/core")), "plugins"])
+    assert f"alibi-detect  (core-alibi-detect {version})" in listing, listing
+    assert "runtime alibi-detect: core_alibi_detect.AlibiDetectModel" in listing, listing
+    assert f"sklearn  (core-sklearn {source_version('core-sklearn')})" in listing, listing
+    assert "runtime sklearn: core_sklearn.SKLearnModel" in listing, listing

@@ -57,8 +57,11 @@ def publish(detection: Detection, feature_names: Sequence[str] | None) -> None:
     data = detection.data
     core.log(alibi_detect_detections=1, alibi_detect_rows=detection.rows)
     if "is_drift" in data:
-        drift = int(np.asarray(data["is_drift"]).ravel()[-1])
-        core.log(alibi_detect_is_drift=drift, alibi_detect_drifts=int(np.any(data["is_drift"])))
+        # Per feature with drift_type "feature": drift if any feature drifted.
+        # Online detectors: the last row's verdict is the current one.
+        flags = np.asarray(data["is_drift"])
+        current = flags[-1] if detection.row_by_row else flags
+        core.log(alibi_detect_is_drift=int(np.any(current)), alibi_detect_drifts=int(np.any(flags)))
     for key, metric in (("p_val", "alibi_detect_p_value"), ("distance", "alibi_detect_distance")):
         if key in data:
             _per_feature(metric, np.asarray(data[key], dtype=float).ravel(), feature_names)

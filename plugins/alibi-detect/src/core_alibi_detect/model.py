@@ -22,13 +22,15 @@ from core.types import InferenceRequest, InferenceResponse, model_parameters
 
 from . import metrics
 from .artifact import STATEFUL, detector_folder, detector_name
-from .results import Detection, response
+from .results import Detection, response, snapshot
 from .serialisation import load_detector
 from .settings import detector_settings
 from .state import DetectorState
 from .window import BatchWindow
 
 logger = logging.getLogger(__name__)
+# alibi-detect logs some 30 INFO lines per detector it loads.
+logging.getLogger("alibi_detect").setLevel(logging.WARNING)
 
 
 class AlibiDetectModel(Model):
@@ -42,14 +44,34 @@ class AlibiDetectModel(Model):
 
     async def load(self) -> bool:
         settings = self._detector_settings = detector_settings(self.settings)
+        # One detector call at a time: detectors are not thread-safe, and
+        # stateful ones must see their updates in order.
+        self._calls = asyncio.Lock()
+        self._state: DetectorState | None = None
+        self._window: BatchWindow | None = None
         if self.settings.max_batch_size > 1:
             raise ConfigurationError(
                 f"model '{self.name}': adaptive batching (max_batch_size) would run unrelated requests as "
                 f"one detection; a detector batches with parameters.extra.batch_size and batch_timeout"
             )
+        timeout = self.settings.timeout
+        if settings.batch_size is not None and timeout and settings.batch_timeout >= timeout:
+            raise ConfigurationError(
+                f"model '{self.name}': parameters.extra.batch_timeout ({settings.batch_timeout} s) must be "
+                f"below the model's timeout ({timeout} s): a window's requests wait for it to close"
+            )
         folder = detector_folder(self.settings)
         # Some detectors compute their thresholds at load (seconds): off the event loop.
-        detector = self._detector = await run_in_thread(load_detector, folder, settings.enable_unsafe_loading)
+        try:
+            detector = await run_in_thread(load_detector, folder, settings.enable_unsafe_loading)
+        except ConfigurationError as error:
+            raise ConfigurationError(f"model '{self.name}': {error.message}") from None
+        self._detector = detector
+        if getattr(detector, "threshold", 0) is None:
+            raise ConfigurationError(
+                f"model '{self.name}': the {type(detector).__name__} detector has no threshold: "
+                f"call its infer_threshold (or set threshold) before saving it"
+            )
         self._meta: dict[str, Any] = dict(getattr(detector, "meta", {}) or {})
         self._accepted = _predict_keywords(detector)
         self._check_parameters(
@@ -57,27 +79,24 @@ class AlibiDetectModel(Model):
         )
         self._row_by_row = bool(self._meta.get("online")) and self._meta.get("detector_type") == "drift"
         self._features = _feature_shape(detector)
-        self._state: DetectorState | None = None
         if type(detector).__name__ in STATEFUL:
             state_folder = Path(settings.state_path) if settings.state_path else Path("state")
             if not state_folder.is_absolute():
                 state_folder = folder / state_folder
             self._state = DetectorState(detector, state_folder, settings.state_save_freq)
             await run_in_thread(self._state.restore)
-        # One detector call at a time: detectors are not thread-safe, and
-        # stateful ones must see their updates in order.
-        self._calls = asyncio.Lock()
-        self._window = (
-            BatchWindow(settings.batch_size, settings.batch_timeout, self._detect)
-            if settings.batch_size is not None
-            else None
-        )
+        if settings.batch_size is not None:
+            self._window = BatchWindow(settings.batch_size, settings.batch_timeout, self._detect)
         metrics.register()
         return True
 
     async def predict(self, payload: InferenceRequest) -> InferenceResponse:
         instances = self._instances(payload)
-        overrides = model_parameters(payload.parameters)
+        # A list (SpectralResidual's timestamps `t`) as the array predict expects.
+        overrides = {
+            key: np.asarray(value) if isinstance(value, list) else value
+            for key, value in model_parameters(payload.parameters).items()
+        }
         self._check_parameters(overrides, BadRequest, "request parameter")
         parameters = {**self._detector_settings.predict_parameters, **overrides}
         extra: dict[str, Any] = {}
@@ -85,7 +104,7 @@ class AlibiDetectModel(Model):
             detection = await self._detect(instances, parameters)
             data = detection.data
         else:
-            key = json.dumps(parameters, sort_keys=True, default=str)
+            key = json.dumps(parameters, sort_keys=True, default=_plain)
             share = await self._window.add(instances, parameters, key)
             detection = share.detection
             data = detection.rows_of(share.start, share.stop)
@@ -93,12 +112,12 @@ class AlibiDetectModel(Model):
         return response(self.name, self.version, data, {**detection.meta, **extra})
 
     async def unload(self) -> bool:
+        # Open windows run now: their requests get answers, the state its updates.
         if getattr(self, "_window", None) is not None:
             await self._window.drain()  # type: ignore[union-attr]
-        state = getattr(self, "_state", None)
-        if state is not None:
+        if getattr(self, "_state", None) is not None:
             async with self._calls:
-                await run_in_thread(state.save)
+                await run_in_thread(self._state.save)  # type: ignore[union-attr]
         return True
 
     async def _detect(self, instances: np.ndarray, parameters: dict[str, Any]) -> Detection:
@@ -113,7 +132,7 @@ class AlibiDetectModel(Model):
         predict = self._detector.predict
         try:
             if self._row_by_row:
-                return Detection.stacked([predict(row, **parameters) for row in instances])
+                return Detection.stacked([snapshot(predict(row, **parameters)) for row in instances])
             return Detection.of(predict(instances, **parameters), len(instances))
         except (ValueError, TypeError, IndexError) as error:
             raise BadRequest(f"model '{self.name}': the detector refused the input: {error}") from None
@@ -135,6 +154,8 @@ class AlibiDetectModel(Model):
             raise BadRequest(
                 f"model '{self.name}': the request holds no instances (its first dimension is 0)"
             )
+        if self._features is None:  # a detector saved before any update learns it from the first
+            self._features = _feature_shape(self._detector)
         expected = self._features
         if expected is not None and tuple(array.shape[1:]) != expected:
             raise BadRequest(
@@ -180,3 +201,8 @@ def _feature_shape(detector: Any) -> tuple[int, ...] | None:
 
 def _count(shape: tuple[int, ...]) -> int:
     return int(np.prod(shape)) if shape else 1
+
+
+def _plain(value: Any) -> Any:
+    """A JSON value for an array parameter (a window's key)."""
+    return value.tolist() if hasattr(value, "tolist") else str(value)

@@ -34,7 +34,9 @@ class Detection:
 
     @classmethod
     def stacked(cls, predictions: list[dict[str, Any]]) -> Detection:
-        """Row-by-row predictions, each output stacked along a first axis."""
+        """Row-by-row predictions, each output stacked along a first axis.
+        Each prediction must be a `snapshot`: a detector may update in place
+        what it returned for the row before."""
         first = predictions[0]["data"]
         keys = [key for key, value in first.items() if value is not None]
         data = {key: np.stack([np.asarray(p["data"][key]) for p in predictions]) for key in keys}
@@ -47,6 +49,12 @@ class Detection:
             key: value[start:stop] if self.row_by_row or key in PER_ROW else value
             for key, value in self.data.items()
         }
+
+
+def snapshot(prediction: dict[str, Any]) -> dict[str, Any]:
+    """A prediction with copies of its values, as they are now."""
+    data = {key: None if value is None else np.array(value) for key, value in prediction["data"].items()}
+    return {"meta": prediction.get("meta"), "data": data}
 
 
 def response(
