@@ -236,8 +236,6 @@ def test_detectors_served_from_their_environment(tmp_path: Path) -> None:
         log = server.log()
         assert "model 'online': 1 replica(s), the most its runtime allows" in log, log
         assert "model 'drift': 1 replica(s)" not in log, log
-        # Loaded in one worker; the drift detector (no state) in both.
-
         # Runs counted on the server process's /metrics, from the environment's workers.
         assert detections(server) == {"drift": 2, "online": 7}
         assert counters(server, "alibi_detect_rows_total") == {"drift": 60, "online": 32}
