@@ -275,7 +275,7 @@ def test_a_failed_model_keeps_the_server_unready(mixed: Mixed) -> None:
     assert httpx.get(f"{mixed.server.url}/v2/health/live", timeout=10).status_code == 200
     assert httpx.get(f"{mixed.server.url}/v2/health/ready", timeout=10).status_code == 503
     ready = sorted(name for name, item in mixed.models.items() if item["state"] == "READY")
-    assert ready == ["by-config", "by-file", "by-folder", "pickled-trusted"], mixed.models
+    assert ready == ["by-config", "by-file", "by-folder", "empty-state", "pickled-trusted"], mixed.models
 
 
 def test_adaptive_batching_is_refused(mixed: Mixed) -> None:
