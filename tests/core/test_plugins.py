@@ -73,7 +73,7 @@ def test_the_core_comes_first() -> None:
 def test_builtin_codecs_reach_the_registry_through_the_hook() -> None:
     assert builtin_plugin.core_codecs()[0] is NumpyCodec
     assert find_input_codec("np") is NumpyCodec
-    assert HOOKS_VERSION == 2
+    assert HOOKS_VERSION == 3
 
 
 class HandCodec(InputCodec):

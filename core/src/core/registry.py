@@ -17,6 +17,8 @@ from .model import Model
 from .model_context import model_context
 from .repository.implementation import resolve_implementation
 from .settings import ModelSettings, Settings
+from .storage import localise
+from .storage.metrics import record_fetch
 from .types import State
 from .workers.model import WorkerModel
 
@@ -175,7 +177,7 @@ class ModelRegistry:
             entry.timed_out = False
             try:
                 with expiring(self._load_deadline(settings)):
-                    new_model = model or self._build(settings)
+                    new_model = model or self._build(await self._fetched(settings))
                     await load_instance(new_model)
                 if isinstance(new_model, WorkerModel):
                     self.hosts_workers = True
@@ -219,6 +221,13 @@ class ModelRegistry:
     async def unload_all(self) -> None:
         for name in list(self._entries):
             await self.unload(name)
+
+    async def _fetched(self, settings: ModelSettings) -> ModelSettings:
+        """The settings with a remote `parameters.uri` fetched to a local path."""
+        local, fetched = await localise(settings, self.settings)
+        if fetched is not None:
+            record_fetch(fetched)
+        return local
 
     def _update_default(self, name: str) -> None:
         ready = [e for e in self._entries.get(name, {}).values() if e.state == State.READY and e.model]

@@ -111,6 +111,21 @@ class Settings(BaseSettings):
     # OTEL_TRACES_EXPORTER is set to an exporter (not "none").
     tracing_enabled: bool | None = None
     root_path: str = ""
+    # Model storage (docs/storage.md): where remote URIs' downloads are kept
+    # between restarts (None: $XDG_CACHE_HOME/core/storage, else
+    # ~/.cache/core/storage), and the most bytes kept there (None: no
+    # limit; the least recently used entries go first).
+    storage_cache_dir: str | None = None
+    storage_cache_size: int | None = Field(default=None, gt=0)
+    # Objects downloaded at once, and the size of the byte ranges a large
+    # object is fetched in, in parallel.
+    storage_download_workers: int = Field(default=8, ge=1)
+    storage_chunk_size: int = Field(default=16 * 1024 * 1024, ge=1024 * 1024)
+    # Where `pvc://NAME/PATH` volumes are mounted (KServe's mount point).
+    storage_pvc_root: str = "/mnt/pvc"
+    # Headers sent with http(s) downloads, per host:
+    # {"models.example.com": {"Authorization": "Bearer ..."}}.
+    storage_http_headers: dict[str, dict[str, str]] = Field(default_factory=dict)
 
     @field_validator("metrics_endpoint")
     @classmethod

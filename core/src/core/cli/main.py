@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-from ..errors import ConfigurationError, PortUnavailable
+from ..errors import ConfigurationError, CoreError, PortUnavailable
 from ..logs import configure_logging
 from ..plugins.manager import get_plugin_manager
 from ..repository import find_models
@@ -38,9 +38,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     start.add_argument(
         "path",
-        type=Path,
         help="folder holding model-settings.json files (and settings.json), or a model artifact "
-        "(model.joblib, model.json, model.txt, ...) or a folder holding one",
+        "(model.joblib, model.json, model.txt, ...) or a folder holding one; also a URI "
+        "(s3://bucket/models, https://host/model.tar.gz, ...), fetched first (docs/storage.md)",
     )
     start.add_argument(
         "--implementation",
@@ -88,9 +88,6 @@ def _start(args: argparse.Namespace) -> int:
     os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
     from ..server import Server
 
-    if not args.path.exists():
-        print(f"core: {args.path} does not exist", file=sys.stderr)
-        return 2
     if args.implementation:
         # The model's implementation, like any CORE_MODEL_* setting; read by
         # the repository when it builds the settings of a bare artifact.
@@ -98,6 +95,10 @@ def _start(args: argparse.Namespace) -> int:
     overrides = {
         field: getattr(args, flag) for flag, field in _OVERRIDES.items() if getattr(args, flag) is not None
     }
+    path = _local_path(args.path, overrides)
+    if path is None:
+        return 2
+    args.path = path
     try:
         settings = load_server_settings(args.path, overrides)
         configure_logging(settings)
@@ -113,6 +114,26 @@ def _start(args: argparse.Namespace) -> int:
         print(f"core: {error.message}", file=sys.stderr)
         return 1
     return 0
+
+
+def _local_path(path: str, overrides: dict[str, object]) -> Path | None:
+    """The folder or file to serve: `path`, or what its URI fetches to
+    (with the storage settings of CORE_* variables and flags)."""
+    from ..storage import fetch, is_remote
+
+    if not is_remote(path):
+        local = Path(path)
+        if not local.exists():
+            print(f"core: {path} does not exist", file=sys.stderr)
+            return None
+        return local
+    try:
+        settings = build_settings(Settings, dict(overrides), "CORE_* environment variables")
+        configure_logging(settings)
+        return fetch(path, settings).path
+    except CoreError as error:
+        print(f"core: {error.message}", file=sys.stderr)
+        return None
 
 
 def _check_artifacts(root: Path) -> bool:
@@ -158,6 +179,10 @@ def _plugins() -> int:
             print(f"  request codecs: {', '.join(info.request_codecs)}")
         if info.rest_routes:
             print("  REST routes")
+        for storage in info.storages:
+            print(
+                f"  storage {', '.join(scheme + '://' for scheme in storage.schemes)}  {storage.description}"
+            )
     return 0
 
 

@@ -70,6 +70,25 @@ class DefaultMetrics:
             "Requests waiting in the adaptive batching queue of a model version (summed over replicas).",
             MODEL_LABELS,
         )
+        # Model storage, in the process that fetches (the server's registry).
+        self.storage_bytes = self._family(
+            "counter",
+            "storage_download_bytes",
+            "Bytes downloaded for remote model URIs, by URI scheme.",
+            ("scheme",),
+        )
+        self.storage_seconds = self._family(
+            "histogram",
+            "storage_download_seconds",
+            "Time to download a remote model URI (cache misses), by URI scheme.",
+            ("scheme",),
+        )
+        self.storage_cache_hits = self._family(
+            "counter",
+            "storage_cache_hits",
+            "Remote model URIs served from the download cache, unchanged, by URI scheme.",
+            ("scheme",),
+        )
         # REST, in the server process.
         self.rest_requests = self._family(
             "counter",

@@ -1,6 +1,6 @@
 """Plugin system: pluggy hooks loaded from the `core` entry-point group."""
 
-from .hookspecs import HOOKS_VERSION, Runtime, hookimpl, hookspec
+from .hookspecs import HOOKS_VERSION, Runtime, Storage, hookimpl, hookspec
 from .manager import PluginInfo, PluginManager, get_plugin_manager
 
 __all__ = [
@@ -8,6 +8,7 @@ __all__ = [
     "PluginInfo",
     "PluginManager",
     "Runtime",
+    "Storage",
     "get_plugin_manager",
     "hookimpl",
     "hookspec",

@@ -1,4 +1,5 @@
-"""The core registers its own codecs through the same hooks as any plugin."""
+"""The core registers its own codecs and storage schemes through the same
+hooks as any plugin."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from ..codecs.dict import DictRequestCodec
 from ..codecs.json import JSONCodec
 from ..codecs.numpy import NumpyCodec, NumpyRequestCodec
 from ..codecs.string import StringCodec, StringRequestCodec
-from .hookspecs import hookimpl
+from .hookspecs import Storage, hookimpl
 
 
 @hookimpl
@@ -31,3 +32,37 @@ def core_codecs() -> list[Any]:
 
         codecs.append(PandasCodec)
     return codecs
+
+
+@hookimpl
+def core_storage() -> list[Storage]:
+    # Each opener imports its library only when a URI of its scheme is
+    # fetched; a missing one is an error that says which extra adds it.
+    from ..storage.azure import is_azure_blob
+
+    return [
+        Storage(("http", "https"), "core.storage.http:open_http", "HTTP(S) downloads (httpx)"),
+        Storage(
+            ("s3",),
+            "core.storage.s3:open_s3",
+            "Amazon S3 and compatible stores (s3fs)",
+            "pip install 'core[s3]'",
+        ),
+        Storage(
+            ("gs",), "core.storage.gcs:open_gcs", "Google Cloud Storage (gcsfs)", "pip install 'core[gcs]'"
+        ),
+        Storage(
+            ("az",),
+            "core.storage.azure:open_azure",
+            "Azure Blob Storage, also https://ACCOUNT.blob.core.windows.net (adlfs)",
+            "pip install 'core[azure]'",
+            matches=is_azure_blob,
+        ),
+        Storage(
+            ("hf",),
+            "core.storage.hf:open_hf",
+            "Hugging Face Hub repositories (huggingface_hub)",
+            "pip install 'core[hf]'",
+        ),
+        Storage(("pvc",), "core.storage.pvc:open_pvc", "Kubernetes volumes mounted at storage_pvc_root"),
+    ]

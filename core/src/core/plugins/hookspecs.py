@@ -1,4 +1,5 @@
-"""The hooks a plugin may implement. Version 2 (1 + `core_rest_routers`).
+"""The hooks a plugin may implement. Version 3 (1 + `core_rest_routers` in 2,
+`core_storage` in 3).
 Keep them few and stable: a plugin module implements any of them with
 `@core.plugins.hookimpl`."""
 
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
     from ..settings import Settings
 
 PROJECT = "core"
-HOOKS_VERSION = 2
+HOOKS_VERSION = 3
 
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
@@ -52,9 +53,36 @@ class Runtime:
     claims_folder: bool = False
 
 
+@dataclass(frozen=True)
+class Storage:
+    """URI schemes a plugin can fetch models from (`s3://...`).
+
+    `open` is an import path ("core.storage.s3:open_s3") of a function
+    `open(uri: str, settings: core.Settings)` that returns a
+    `core.storage.RemoteStore` for the URI, or a local `pathlib.Path` when
+    the scheme names files already on this machine (a mounted volume, a
+    library's own cache). An ImportError there (its library is not
+    installed) becomes an error with `install`, the command that adds it.
+
+    `matches`, optional, claims URIs beyond their scheme (Azure Blob's
+    `https://ACCOUNT.blob.core.windows.net/...`); it must be cheap. A
+    storage that matches a URI ranks above one that only has its scheme."""
+
+    schemes: tuple[str, ...]
+    open: str
+    description: str = ""
+    install: str = ""
+    matches: Callable[[str], bool] | None = field(default=None, compare=False)
+
+
 @hookspec
 def core_runtimes() -> list[Runtime]:  # type: ignore[empty-body]
     """The runtimes this plugin provides."""
+
+
+@hookspec
+def core_storage() -> list[Storage]:  # type: ignore[empty-body]
+    """The URI schemes this plugin can fetch models from."""
 
 
 @hookspec

@@ -12,7 +12,7 @@ from typing import Any, cast
 import pluggy
 
 from . import hookspecs
-from .hookspecs import PROJECT, Runtime
+from .hookspecs import PROJECT, Runtime, Storage
 
 logger = logging.getLogger(__name__)
 
@@ -26,6 +26,7 @@ class PluginInfo:
     input_codecs: list[str] = field(default_factory=list)
     request_codecs: list[str] = field(default_factory=list)
     rest_routes: bool = False
+    storages: list[Storage] = field(default_factory=list)
     error: str | None = None
 
 
@@ -69,6 +70,8 @@ class PluginManager:
                 kind = info.request_codecs if issubclass(codec, RequestCodec) else info.input_codecs
                 kind.append(codec.ContentType)
         info.rest_routes = hasattr(plugin, "core_rest_routers")
+        if hasattr(plugin, "core_storage"):
+            info.storages = list(plugin.core_storage())
 
     def runtimes(self) -> list[Runtime]:
         return [runtime for batch in self._pluggy.hook.core_runtimes() for runtime in batch]
@@ -87,6 +90,9 @@ class PluginManager:
             except Exception:  # a plugin's bug must not stop the server
                 logger.exception("plugin '%s' failed to provide its REST routes", implementation.plugin_name)
         return routers
+
+    def storages(self) -> list[Storage]:
+        return [storage for batch in self._pluggy.hook.core_storage() for storage in batch]
 
     def codecs(self) -> list[Any]:
         # pluggy calls the last registered first; reverse so the core's own come first.

@@ -1,0 +1,82 @@
+"""http(s) URIs, with httpx: one object (an artifact, or an archive of a
+model folder). Whatever the Content-Type; byte ranges when the server
+offers them; per-host headers from `storage_http_headers`."""
+
+from __future__ import annotations
+
+import logging
+import posixpath
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+import httpx
+
+from ..errors import ModelLoadError
+from .stores import RemoteObject, md5_of_base64
+from .uris import redact
+
+if TYPE_CHECKING:
+    from ..settings import Settings
+
+_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
+# httpx logs every request's URL at INFO: a URL may carry a token.
+logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+class HttpStore:
+    def __init__(self, url: str, headers: dict[str, str], verify: bool = True) -> None:
+        self.url = url
+        self.uri = redact(url)
+        self.ranges = False
+        self._client = httpx.Client(headers=headers, timeout=_TIMEOUT, follow_redirects=True, verify=verify)
+
+    def list(self) -> tuple[list[RemoteObject], bool]:
+        response = self._client.head(self.url)
+        if response.status_code in (405, 501):  # no HEAD: the first byte says as much
+            response = self._client.get(self.url, headers={"Range": "bytes=0-0"})
+        if response.status_code == 404:
+            raise ModelLoadError(f"{self.uri}: not found (HTTP 404)")
+        if response.status_code >= 400:
+            raise ModelLoadError(f"{self.uri}: HTTP {response.status_code}")
+        headers = response.headers
+        size = _size(response)
+        self.ranges = headers.get("accept-ranges", "").lower() == "bytes" or response.status_code == 206
+        name = posixpath.basename(urlsplit(str(response.url)).path) or "download"
+        item = RemoteObject(
+            key=self.url,
+            name=name,
+            size=size,
+            etag=headers.get("etag") or headers.get("last-modified"),
+            md5=md5_of_base64(headers.get("content-md5")),
+        )
+        return [item], True
+
+    def read(self, item: RemoteObject, start: int, end: int) -> bytes:
+        response = self._client.get(item.key, headers={"Range": f"bytes={start}-{end - 1}"})
+        if response.status_code != 206:
+            raise ModelLoadError(
+                f"{self.uri}: the server did not answer a byte range (HTTP {response.status_code})"
+            )
+        return response.content
+
+    def download(self, item: RemoteObject, path: Path) -> None:
+        with self._client.stream("GET", item.key) as response, open(path, "wb") as file:
+            if response.status_code >= 400:
+                raise ModelLoadError(f"{self.uri}: HTTP {response.status_code}")
+            for chunk in response.iter_bytes(1 << 20):
+                file.write(chunk)
+
+
+def _size(response: httpx.Response) -> int | None:
+    if response.status_code == 206:  # Content-Range: bytes 0-0/SIZE
+        total = response.headers.get("content-range", "").rpartition("/")[2]
+        return int(total) if total.isdigit() else None
+    length = response.headers.get("content-length")
+    return int(length) if length and length.isdigit() else None
+
+
+def open_http(uri: str, settings: Settings) -> HttpStore:
+    host = urlsplit(uri).hostname or ""
+    headers = dict(settings.storage_http_headers.get(host, {}))
+    return HttpStore(uri, headers)

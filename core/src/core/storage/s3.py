@@ -1,0 +1,46 @@
+"""`s3://bucket/key` with s3fs (`core[s3]`), configured by KServe's
+environment variables: AWS_ENDPOINT_URL or S3_ENDPOINT (host[:port], with
+S3_USE_HTTPS), AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_DEFAULT_REGION,
+S3_VERIFY_SSL, and awsAnonymousCredential=true for public buckets."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+from .stores import FsspecStore, md5_of_etag
+from .uris import redact
+
+if TYPE_CHECKING:
+    from ..settings import Settings
+
+
+def open_s3(uri: str, settings: Settings) -> FsspecStore:
+    import s3fs
+
+    parts = urlsplit(uri)
+    endpoint = os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("S3_ENDPOINT")
+    if endpoint and "://" not in endpoint:
+        secure = os.environ.get("S3_USE_HTTPS", "1").lower() not in ("0", "false")
+        endpoint = f"{'https' if secure else 'http'}://{endpoint}"
+    client: dict[str, object] = {"verify": _true("S3_VERIFY_SSL", default=True)}
+    region = os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION")
+    if region:
+        client["region_name"] = region
+    fs = s3fs.S3FileSystem(
+        anon=_true("awsAnonymousCredential", default=False),
+        key=os.environ.get("AWS_ACCESS_KEY_ID"),
+        secret=os.environ.get("AWS_SECRET_ACCESS_KEY"),
+        endpoint_url=endpoint,
+        client_kwargs=client,
+        # Each fetch lists afresh: a changed object must be seen as changed.
+        skip_instance_cache=True,
+        use_listings_cache=False,
+    )
+    return FsspecStore(fs, f"{parts.netloc}{parts.path}", redact(uri), md5_of_etag)
+
+
+def _true(variable: str, default: bool) -> bool:
+    value = os.environ.get(variable)
+    return default if value is None else value.lower() not in ("0", "false", "no", "")
