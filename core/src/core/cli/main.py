@@ -14,6 +14,8 @@ from ..logs import configure_logging
 from ..plugins.manager import get_plugin_manager
 from ..repository import find_models
 from ..settings import SETTINGS_FILENAME, Settings, build_settings, load_settings_file
+from ..storage import Fetched, fetch, is_remote
+from ..storage.metrics import record_fetch
 from ..version import __version__
 
 # CLI flag -> Settings field; flags override settings.json and CORE_* variables.
@@ -95,10 +97,10 @@ def _start(args: argparse.Namespace) -> int:
     overrides = {
         field: getattr(args, flag) for flag, field in _OVERRIDES.items() if getattr(args, flag) is not None
     }
-    path = _local_path(args.path, overrides)
-    if path is None:
+    fetched = _fetched(args.path, overrides)
+    if fetched is None:
         return 2
-    args.path = path
+    args.path = fetched.path
     try:
         settings = load_server_settings(args.path, overrides)
         configure_logging(settings)
@@ -108,29 +110,30 @@ def _start(args: argparse.Namespace) -> int:
     if not _check_artifacts(args.path):
         return 2
     try:
+        server = Server(settings)
+        if fetched.scheme:  # counted once the server's metrics exist
+            record_fetch(fetched)
         with contextlib.suppress(KeyboardInterrupt):
-            Server(settings).run()
+            server.run()
     except PortUnavailable as error:
         print(f"core: {error.message}", file=sys.stderr)
         return 1
     return 0
 
 
-def _local_path(path: str, overrides: dict[str, object]) -> Path | None:
+def _fetched(path: str, overrides: dict[str, object]) -> Fetched | None:
     """The folder or file to serve: `path`, or what its URI fetches to
     (with the storage settings of CORE_* variables and flags)."""
-    from ..storage import fetch, is_remote
-
     if not is_remote(path):
         local = Path(path)
         if not local.exists():
             print(f"core: {path} does not exist", file=sys.stderr)
             return None
-        return local
+        return Fetched(local, "")
     try:
         settings = build_settings(Settings, dict(overrides), "CORE_* environment variables")
         configure_logging(settings)
-        return fetch(path, settings).path
+        return fetch(path, settings)
     except CoreError as error:
         print(f"core: {error.message}", file=sys.stderr)
         return None
