@@ -13,11 +13,17 @@ the suite runs on numpy 2: `test` also sets up `.venvs/alibi-detect` (core,
 core-sklearn and core-alibi-detect on numpy 1.26) and runs that plugin's
 tests there, in a second pytest session. Paths given to `test` pick the
 sessions: those under plugins/alibi-detect run in its environment, others
-in .venv; with no path, both run."""
+in .venv; with no path, both run.
+
+`test` also installs, with npm, the Azure Blob Storage emulator (azurite)
+of the storage tests into `.venvs/npm`: Node.js 20 or later, with npm, is
+needed for that."""
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -64,7 +70,23 @@ TEST_TOOLS = [
     "openai>=1.40",
     # MLflow 3 saves scikit-learn models in the skops format by default
     "skops>=0.10",
+    # The storage tests' servers (tests/storage/conftest.py): S3 (moto) and
+    # GCS (gcp-storage-emulator); Azure's, azurite, comes from npm (NPM_PACKAGES).
+    "moto[server]>=5.2,<6",
+    "gcp-storage-emulator>=2026.7.19",
+    # ...and the fsspec filesystems the tests upload with. Each s3fs release
+    # pins its own fsspec release exactly; gcsfs and adlfs only set a floor
+    # (gcsfs 2026.10: fsspec>=2026.9.0, the one s3fs 2026.9.0 pins).
+    "s3fs>=2026.9.0,<2027",
+    "gcsfs>=2026.10.1,<2027",
+    "adlfs>=2026.8.0,<2027",
+    "azure-identity>=1.27,<2",
 ]
+# Installed with npm into NPM_PREFIX by `test` (setup_npm), run from its
+# node_modules/.bin. azurite 3.35.0 is the last release that runs on
+# Node.js 20 (3.36 needs Node 21, 3.37 Node 22).
+NPM_PREFIX = ROOT / ".venvs" / "npm"
+NPM_PACKAGES = {"azurite": "3.35.0"}
 
 
 def _requirements_signature() -> str:
@@ -94,6 +116,32 @@ def _set_up(folder: Path, python: Path, packages: list[str]) -> None:
     subprocess.run([*pip, "--upgrade", "pip"], check=True, cwd=ROOT)
     subprocess.run([*pip, *packages], check=True, cwd=ROOT)
     stamp.write_text(signature)
+
+
+def setup_npm() -> None:
+    """npm install NPM_PACKAGES into NPM_PREFIX, unless each is there at its version."""
+    missing = [name for name, version in NPM_PACKAGES.items() if _npm_version(name) != version]
+    if not missing:
+        return
+    npm = shutil.which("npm")
+    if npm is None:
+        sys.exit(
+            f"dev.py: npm not found: the storage tests need {', '.join(missing)} from npm. "
+            "Install Node.js 20 or later with npm (Debian: apt-get install nodejs npm), then run this again."
+        )
+    specs = [f"{name}@{version}" for name, version in NPM_PACKAGES.items()]
+    print(f"installing {' '.join(specs)} into {NPM_PREFIX.relative_to(ROOT)} (npm)", flush=True)
+    NPM_PREFIX.mkdir(parents=True, exist_ok=True)
+    command = [npm, "install", "--prefix", str(NPM_PREFIX), "--save-exact", "--no-audit", "--no-fund"]
+    subprocess.run([*command, "--loglevel", "error", *specs], check=True, cwd=ROOT)
+
+
+def _npm_version(name: str) -> str | None:
+    manifest = NPM_PREFIX / "node_modules" / name / "package.json"
+    try:
+        return str(json.loads(manifest.read_text())["version"])
+    except (OSError, ValueError, KeyError):
+        return None
 
 
 def example(args: list[str]) -> int:
@@ -137,6 +185,7 @@ def main() -> int:
     setup()
     if sys.argv[1] == "test":
         setup_alibi_detect()
+        setup_npm()
     return commands[sys.argv[1]](sys.argv[2:])
 
 

@@ -56,13 +56,15 @@ class ServerProcess:
         wait_for: str = "/v2/health/ready",
         timeout: float = 60.0,
     ) -> None:
+        # A URI (s3://..., https://...) is served as given; `folder` is then that string's Path.
+        target = str(folder)
         self.folder = Path(folder)
         self.http_port = free_port()
         self.grpc_port = free_port()
         self.metrics_port = free_port()
         self.url = f"http://127.0.0.1:{self.http_port}"
         self.command = [
-            python, "-m", "core", "start", str(self.folder), "--host", "127.0.0.1",
+            python, "-m", "core", "start", target, "--host", "127.0.0.1",
             "--http-port", str(self.http_port), "--grpc-port", str(self.grpc_port),
             "--metrics-port", str(self.metrics_port), *args,
         ]  # fmt: skip

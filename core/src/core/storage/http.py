@@ -29,12 +29,17 @@ class HttpStore:
         self.url = url
         self.uri = redact(url)
         self.ranges = False
+        # The bytes as stored: a .tar.gz sent with Content-Encoding: gzip is
+        # still the .tar.gz, of the size the server announced.
+        headers = {"Accept-Encoding": "identity", **headers}
         self._client = httpx.Client(headers=headers, timeout=_TIMEOUT, follow_redirects=True, verify=verify)
 
     def list(self) -> tuple[list[RemoteObject], bool]:
         response = self._client.head(self.url)
-        if response.status_code in (405, 501):  # no HEAD: the first byte says as much
-            response = self._client.get(self.url, headers={"Range": "bytes=0-0"})
+        if response.status_code >= 400 and response.status_code != 404:
+            # No HEAD (405), or a URL signed for GET only (403): the first byte says as much.
+            with self._client.stream("GET", self.url, headers={"Range": "bytes=0-0"}) as response:
+                pass
         if response.status_code == 404:
             raise ModelLoadError(f"{self.uri}: not found (HTTP 404)")
         if response.status_code >= 400:
@@ -53,18 +58,18 @@ class HttpStore:
         return [item], True
 
     def read(self, item: RemoteObject, start: int, end: int) -> bytes:
-        response = self._client.get(item.key, headers={"Range": f"bytes={start}-{end - 1}"})
-        if response.status_code != 206:
-            raise ModelLoadError(
-                f"{self.uri}: the server did not answer a byte range (HTTP {response.status_code})"
-            )
-        return response.content
+        with self._client.stream("GET", item.key, headers={"Range": f"bytes={start}-{end - 1}"}) as response:
+            if response.status_code != 206:
+                raise ModelLoadError(
+                    f"{self.uri}: the server did not answer a byte range (HTTP {response.status_code})"
+                )
+            return b"".join(response.iter_raw())
 
     def download(self, item: RemoteObject, path: Path) -> None:
         with self._client.stream("GET", item.key) as response, open(path, "wb") as file:
             if response.status_code >= 400:
                 raise ModelLoadError(f"{self.uri}: HTTP {response.status_code}")
-            for chunk in response.iter_bytes(1 << 20):
+            for chunk in response.iter_raw(1 << 20):
                 file.write(chunk)
 
 

@@ -50,6 +50,9 @@ class RemoteStore(Protocol):
 
 Checksum = Callable[[dict[str, Any]], bytes | None]
 
+# Where fsspec filesystems put an object's modification time.
+_MODIFIED = ("mtime", "LastModified", "last_modified", "updated", "modified")
+
 
 class FsspecStore:
     """The objects at `path` of an fsspec filesystem: the file itself, or
@@ -91,6 +94,8 @@ class FsspecStore:
     def _object(self, info: dict[str, Any], name: str) -> RemoteObject:
         etag = info.get("ETag") or info.get("etag")
         version = info.get("VersionId") or info.get("generation") or info.get("version_id")
+        if not (etag or version):  # a filesystem with neither (local, sftp): its modification time
+            version = next((info[key] for key in _MODIFIED if info.get(key)), None)
         return RemoteObject(
             key=str(info["name"]),
             name=name,

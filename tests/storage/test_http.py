@@ -1,0 +1,391 @@
+"""http(s) model URIs against a real local HTTP server (conftest's
+`http_server`: Range, ETag, per-path Content-Type, a required header, a
+connection closed part-way): in process with core.storage.fetch, then end to
+end with `core start URL` and with model-settings.json files whose
+`parameters.uri` is a URL, a warm cache across restarts, and the storage
+metrics."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import runpy
+import tarfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import joblib
+import numpy as np
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from sklearn.datasets import load_iris
+
+import core
+from core.errors import ModelLoadError
+from core.storage import fetch
+from core.testing import ServerProcess, json_request
+
+from .conftest import LocalHTTPServer
+
+MiB = 1024 * 1024
+SECRET = "s3cr3t-t0ken"
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "iris"
+
+
+def settings(tmp_path: Path, **values: Any) -> core.Settings:
+    return core.Settings(storage_cache_dir=str(tmp_path / "cache"), **values)
+
+
+def cache_entries(tmp_path: Path) -> list[str]:
+    cache = tmp_path / "cache"
+    if not cache.exists():
+        return []
+    return sorted(path.name for path in cache.iterdir() if not path.name.endswith(".lock"))
+
+
+def methods(server: LocalHTTPServer, path: str | None = None) -> list[str]:
+    requests = server.requests if path is None else server.requests_for(path)
+    return [request.method for request in requests]
+
+
+def data(size: int) -> bytes:
+    return np.random.default_rng(size).bytes(size)
+
+
+# In process.
+
+
+def test_an_artifact_served_as_text_html_is_fetched(http_server: LocalHTTPServer, tmp_path: Path) -> None:
+    # KServe's storage initializer refuses anything but application/octet-stream here.
+    artifact = data(5000)
+    url = http_server.put("models/model.joblib", artifact)
+    http_server.route("models/model.joblib", content_type="text/html; charset=utf-8")
+    fetched = fetch(url, settings(tmp_path))
+    assert fetched.path.is_file()
+    assert fetched.path.name == "model.joblib"
+    assert fetched.path.read_bytes() == artifact
+    assert fetched.scheme == "http" and fetched.downloaded == len(artifact)
+    assert {request.method for request in http_server.requests_for("models/model.joblib")} >= {"HEAD", "GET"}
+
+
+def test_a_large_file_is_fetched_in_byte_ranges(http_server: LocalHTTPServer, tmp_path: Path) -> None:
+    large = data(3 * MiB + 17)
+    url = http_server.put("big.bin", large)
+    fetched = fetch(url, settings(tmp_path, storage_chunk_size=MiB))
+    assert fetched.path.read_bytes() == large
+    gets = [request for request in http_server.requests_for("big.bin") if request.method == "GET"]
+    # The server honours Range (Accept-Ranges: bytes): each GET with a Range is a 206.
+    ranges = sorted(request.headers["range"] for request in gets if "range" in request.headers)
+    expected = [f"bytes={start}-{min(start + MiB, len(large)) - 1}" for start in range(0, len(large), MiB)]
+    assert ranges == sorted(expected)
+    assert len(gets) == len(expected)  # no whole-file GET besides
+
+
+def test_a_server_without_range_support_still_works(http_server: LocalHTTPServer, tmp_path: Path) -> None:
+    large = data(3 * MiB + 17)
+    url = http_server.put("big.bin", large)
+    http_server.route("big.bin", ranges=False)
+    fetched = fetch(url, settings(tmp_path, storage_chunk_size=MiB))
+    assert fetched.path.read_bytes() == large
+    gets = [request for request in http_server.requests_for("big.bin") if request.method == "GET"]
+    assert len(gets) == 1
+
+
+@pytest.mark.parametrize("size", [200_000, 3 * MiB], ids=["whole", "ranges"])
+def test_an_interrupted_body_is_an_error_and_leaves_no_cache_entry(
+    http_server: LocalHTTPServer, tmp_path: Path, size: int
+) -> None:
+    content = data(size)
+    url = http_server.put("model.joblib", content)
+    # Cut inside the first answer (a whole body, or a 1 MiB range).
+    http_server.route("model.joblib", cut_after=min(size // 3, MiB // 2), cut_times=1)
+    with pytest.raises(ModelLoadError) as raised:
+        fetch(url, settings(tmp_path, storage_chunk_size=MiB))
+    assert url in raised.value.message
+    assert cache_entries(tmp_path) == []
+    # The server is fine again: the next fetch downloads it whole, from scratch.
+    fetched = fetch(url, settings(tmp_path, storage_chunk_size=MiB))
+    assert not fetched.cache_hit
+    assert fetched.path.read_bytes() == content
+
+
+def test_a_404_is_an_error_naming_the_url(http_server: LocalHTTPServer, tmp_path: Path) -> None:
+    url = http_server.url_of("models/not-there.joblib")
+    with pytest.raises(ModelLoadError) as raised:
+        fetch(url, settings(tmp_path))
+    assert url in raised.value.message
+    assert "404" in raised.value.message
+    assert cache_entries(tmp_path) == []
+
+
+def test_credentials_in_the_url_never_appear_in_errors(http_server: LocalHTTPServer, tmp_path: Path) -> None:
+    url = f"http://user:{SECRET}@127.0.0.1:{http_server.port}/missing.joblib?sig={SECRET}"
+    with pytest.raises(ModelLoadError) as raised:
+        fetch(url, settings(tmp_path))
+    assert http_server.url_of("missing.joblib") in raised.value.message
+    assert SECRET not in raised.value.message and "sig=" not in raised.value.message
+
+
+def test_headers_are_sent_to_their_host_only(http_server: LocalHTTPServer, tmp_path: Path) -> None:
+    artifact = data(4000)
+    url = http_server.put("private/model.joblib", artifact)
+    http_server.route("private/model.joblib", require_headers={"Authorization": "Bearer t0ken"})
+
+    with pytest.raises(ModelLoadError) as raised:
+        fetch(url, settings(tmp_path))
+    assert url in raised.value.message and "403" in raised.value.message
+    other_host = {"models.example.com": {"Authorization": "Bearer t0ken"}}
+    with pytest.raises(ModelLoadError):
+        fetch(url, settings(tmp_path, storage_http_headers=other_host))
+    assert all("authorization" not in request.headers for request in http_server.requests)
+
+    this_host = {"127.0.0.1": {"Authorization": "Bearer t0ken"}}
+    fetched = fetch(url, settings(tmp_path, storage_http_headers=this_host))
+    assert fetched.path.read_bytes() == artifact
+    authorised = [request for request in http_server.requests if "authorization" in request.headers]
+    assert {request.method for request in authorised} == {"HEAD", "GET"}
+    assert {request.headers["authorization"] for request in authorised} == {"Bearer t0ken"}
+    assert "t0ken" not in raised.value.message
+
+
+def test_an_unchanged_url_is_not_downloaded_again(http_server: LocalHTTPServer, tmp_path: Path) -> None:
+    url = http_server.put("model.joblib", data(4000))
+    first = fetch(url, settings(tmp_path))
+    http_server.requests.clear()
+    second = fetch(url, settings(tmp_path))
+    assert second.cache_hit and second.downloaded == 0 and second.path == first.path
+    assert methods(http_server) == ["HEAD"]
+    # Changed on the server (another ETag): downloaded again.
+    http_server.put("model.joblib", data(4001))
+    third = fetch(url, settings(tmp_path))
+    assert not third.cache_hit
+    assert third.path.read_bytes() == data(4001)
+
+
+def test_an_archive_sent_with_content_encoding_gzip_is_unpacked(
+    http_server: LocalHTTPServer, tmp_path: Path
+) -> None:
+    # An object stored gzipped with `Content-Encoding: gzip` as metadata (S3,
+    # GCS, a static server's .gz): Content-Length counts the bytes as sent
+    # (compressed), and the body is the .tar.gz the server holds.
+    archive = _repository_archive({"iris/model-settings.json": b"{}", "iris/a": b"x"})
+    url = http_server.put("repo.tar.gz", archive)
+    http_server.route("repo.tar.gz", headers={"Content-Encoding": "gzip"}, ranges=False)
+    fetched = fetch(url, settings(tmp_path))
+    assert (fetched.path / "iris" / "model-settings.json").read_bytes() == b"{}"
+
+
+class _GetOnly(BaseHTTPRequestHandler):
+    """An S3 presigned GET URL's answers: the signature covers the method,
+    so HEAD gets 403 SignatureDoesNotMatch; GET (with Range) works."""
+
+    protocol_version = "HTTP/1.1"
+    content = b""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_HEAD(self) -> None:
+        self.send_response(403)
+        self.send_header("Content-Type", "application/xml")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def do_GET(self) -> None:
+        content, status = self.content, 200
+        wanted = re.fullmatch(r"bytes=(\d+)-(\d+)", self.headers.get("Range", ""))
+        if wanted is not None:
+            start, last = int(wanted.group(1)), min(int(wanted.group(2)), len(content) - 1)
+            content, status = content[start : last + 1], 206
+        self.send_response(status)
+        self.send_header("Content-Type", "binary/octet-stream")
+        self.send_header("Content-Length", str(len(content)))
+        self.send_header("ETag", '"v1"')
+        self.send_header("Accept-Ranges", "bytes")
+        if status == 206:
+            self.send_header("Content-Range", f"bytes {start}-{last}/{len(self.content)}")
+        self.end_headers()
+        self.wfile.write(content)
+
+
+@pytest.fixture
+def get_only_server() -> Iterator[tuple[str, bytes]]:
+    handler = type("Handler", (_GetOnly,), {"content": data(70_000)})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/bucket/model.joblib", handler.content
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+
+
+def test_a_url_that_answers_get_but_not_head_is_fetched(
+    get_only_server: tuple[str, bytes], tmp_path: Path
+) -> None:
+    # As a presigned S3 GET URL: ?X-Amz-Signature=... signed for GET only.
+    url, content = get_only_server
+    presigned = f"{url}?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Signature={SECRET}"
+    fetched = fetch(presigned, settings(tmp_path))
+    assert fetched.path.read_bytes() == content
+
+
+# End to end: `core start URL`, a warm cache, model-settings.json URIs, metrics.
+
+
+@pytest.fixture(scope="module")
+def iris(tmp_path_factory: pytest.TempPathFactory) -> tuple[bytes, Any]:
+    """The example's model.joblib (examples/iris/train.py) and its estimator."""
+    path = tmp_path_factory.mktemp("iris") / "model.joblib"
+    runpy.run_path(str(EXAMPLE / "train.py"))["train"](path)
+    return path.read_bytes(), joblib.load(path)
+
+
+def _repository_archive(files: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        for name, content in files.items():
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(content), 0o644
+            archive.addfile(info, io.BytesIO(content))
+    return buffer.getvalue()
+
+
+def iris_settings(uri: str, name: str = "iris") -> bytes:
+    values = json.loads((EXAMPLE / "model-settings.json").read_text())
+    values["name"] = name
+    values["parameters"]["uri"] = uri
+    return json.dumps(values).encode()
+
+
+def uri_server(uri: str, *args: str, **options: Any) -> ServerProcess:
+    """ServerProcess for `core start URI` (it takes a folder: a Path would
+    turn "http://" into "http:/")."""
+    server = ServerProcess(".", *args, **options)
+    assert server.command[4] == "."
+    server.command[4] = uri
+    return server
+
+
+def check_iris(server: ServerProcess, model: str, estimator: Any) -> None:
+    features = load_iris().data[::10].astype(np.float32)
+    body = json_request(features, ["predict"])
+    response = httpx.post(f"{server.url}/v2/models/{model}/infer", json=body, timeout=60)
+    assert response.status_code == 200, response.text
+    (output,) = response.json()["outputs"]
+    assert output["data"] == estimator.predict(features).tolist()
+
+
+def scrape(server: ServerProcess) -> Callable[[str], float]:
+    """The metrics endpoint, parsed: the value of a sample with scheme="http"."""
+    text = httpx.get(f"http://127.0.0.1:{server.metrics_port}/metrics", timeout=10).text
+    samples = {
+        sample.name: sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.labels.get("scheme") == "http"
+    }
+    return lambda name: samples.get(name, 0.0)
+
+
+def test_core_start_on_an_artifact_url_then_warm(
+    http_server: LocalHTTPServer, tmp_path: Path, iris: tuple[bytes, Any]
+) -> None:
+    artifact, estimator = iris
+    url = http_server.put("model.joblib", artifact)
+    http_server.route("model.joblib", content_type="text/html")
+    env = {"CORE_STORAGE_CACHE_DIR": str(tmp_path / "cache")}
+    with uri_server(url, "--parallel-workers", "0", env=env) as server:
+        check_iris(server, "model", estimator)
+        assert "GET" in methods(http_server, "model.joblib")
+        cold = scrape(server)
+
+    http_server.requests.clear()
+    with uri_server(url, "--parallel-workers", "0", env=env) as server:
+        check_iris(server, "model", estimator)
+        assert methods(http_server) == ["HEAD"]  # the cache's: no GET
+        warm = scrape(server)
+    # The fetch `core start URL` made before serving is on the metrics endpoint too.
+    assert cold("storage_download_bytes_total") == len(artifact)
+    assert warm("storage_cache_hits_total") >= 1
+    assert warm("storage_download_bytes_total") == 0
+
+
+def test_core_start_on_a_repository_archive_url_then_warm(
+    http_server: LocalHTTPServer, tmp_path: Path, iris: tuple[bytes, Any]
+) -> None:
+    artifact, estimator = iris
+    files = {
+        "iris/model-settings.json": (EXAMPLE / "model-settings.json").read_bytes(),
+        "iris/model.joblib": artifact,
+    }
+    url = http_server.put("repo.tar.gz", _repository_archive(files))
+    env = {"CORE_STORAGE_CACHE_DIR": str(tmp_path / "cache")}
+    with uri_server(url, env=env) as server:  # with a worker process, as by default
+        check_iris(server, "iris", estimator)
+    assert methods(http_server) == ["HEAD", "GET"]
+
+    http_server.requests.clear()
+    with uri_server(url, env=env) as server:
+        check_iris(server, "iris", estimator)
+    assert methods(http_server) == ["HEAD"]
+
+
+def _index(server: ServerProcess) -> dict[str, dict[str, Any]]:
+    response = httpx.post(f"{server.url}/v2/repository/index", json={}, timeout=10)
+    assert response.status_code == 200, response.text
+    return {item["name"]: item for item in response.json()}
+
+
+def _settled(server: ServerProcess, names: set[str]) -> dict[str, dict[str, Any]]:
+    """The index once every model in `names` is READY or FAILED."""
+    deadline = time.monotonic() + 60
+    while True:
+        index = _index(server)
+        if names <= index.keys() and all(index[n]["state"] in ("READY", "FAILED") for n in names):
+            return index
+        assert time.monotonic() < deadline, f"models still loading: {index}\n{server.log()}"
+        time.sleep(0.05)
+
+
+def test_a_model_whose_url_is_404_fails_alone_naming_it(
+    http_server: LocalHTTPServer, tmp_path: Path, iris: tuple[bytes, Any]
+) -> None:
+    artifact, estimator = iris
+    good = http_server.put("store/iris/model.joblib", artifact)
+    missing = http_server.url_of("store/gone/model.joblib")
+    repository = tmp_path / "repository"
+    for name, uri in (("iris", good), ("gone", missing)):
+        (repository / name).mkdir(parents=True)
+        (repository / name / "model-settings.json").write_bytes(iris_settings(uri, name))
+    env = {"CORE_STORAGE_CACHE_DIR": str(tmp_path / "cache")}
+    args = ("--parallel-workers", "0")
+
+    with ServerProcess(repository, *args, env=env, wait_for="/v2/health/live") as server:
+        index = _settled(server, {"iris", "gone"})
+        assert index["iris"]["state"] == "READY", index
+        assert index["gone"]["state"] == "FAILED", index
+        assert missing in index["gone"]["reason"], index
+        check_iris(server, "iris", estimator)
+        cold = scrape(server)
+        assert cold("storage_download_bytes_total") == len(artifact)
+        assert cold("storage_download_seconds_count") == 1
+        assert cold("storage_cache_hits_total") == 0
+
+    http_server.requests.clear()
+    with ServerProcess(repository, *args, env=env, wait_for="/v2/health/live") as server:
+        index = _settled(server, {"iris", "gone"})
+        assert index["iris"]["state"] == "READY" and index["gone"]["state"] == "FAILED", index
+        check_iris(server, "iris", estimator)
+        warm = scrape(server)
+        assert warm("storage_cache_hits_total") >= 1
+        assert warm("storage_download_bytes_total") == 0
+    assert methods(http_server, "store/iris/model.joblib") == ["HEAD"]
