@@ -174,7 +174,7 @@ def test_an_archive_sent_with_content_encoding_gzip_is_unpacked(
     # An object stored gzipped with `Content-Encoding: gzip` as metadata (S3,
     # GCS, a static server's .gz): Content-Length counts the bytes as sent
     # (compressed), and the body is the .tar.gz the server holds.
-    archive = _repository_archive({"iris/model-settings.json": b"{}", "iris/a": b"x"})
+    archive = _repository_archive({"iris/model-settings.json": b"{}", "iris/a": b"x", "README": b"y"})
     url = http_server.put("repo.tar.gz", archive)
     http_server.route("repo.tar.gz", headers={"Content-Encoding": "gzip"}, ranges=False)
     fetched = fetch(url, settings(tmp_path))
@@ -266,15 +266,6 @@ def iris_settings(uri: str, name: str = "iris") -> bytes:
     return json.dumps(values).encode()
 
 
-def uri_server(uri: str, *args: str, **options: Any) -> ServerProcess:
-    """ServerProcess for `core start URI` (it takes a folder: a Path would
-    turn "http://" into "http:/")."""
-    server = ServerProcess(".", *args, **options)
-    assert server.command[4] == "."
-    server.command[4] = uri
-    return server
-
-
 def check_iris(server: ServerProcess, model: str, estimator: Any) -> None:
     features = load_iris().data[::10].astype(np.float32)
     body = json_request(features, ["predict"])
@@ -303,13 +294,13 @@ def test_core_start_on_an_artifact_url_then_warm(
     url = http_server.put("model.joblib", artifact)
     http_server.route("model.joblib", content_type="text/html")
     env = {"CORE_STORAGE_CACHE_DIR": str(tmp_path / "cache")}
-    with uri_server(url, "--parallel-workers", "0", env=env) as server:
+    with ServerProcess(url, "--parallel-workers", "0", env=env) as server:
         check_iris(server, "model", estimator)
         assert "GET" in methods(http_server, "model.joblib")
         cold = scrape(server)
 
     http_server.requests.clear()
-    with uri_server(url, "--parallel-workers", "0", env=env) as server:
+    with ServerProcess(url, "--parallel-workers", "0", env=env) as server:
         check_iris(server, "model", estimator)
         assert methods(http_server) == ["HEAD"]  # the cache's: no GET
         warm = scrape(server)
@@ -317,6 +308,18 @@ def test_core_start_on_an_artifact_url_then_warm(
     assert cold("storage_download_bytes_total") == len(artifact)
     assert warm("storage_cache_hits_total") >= 1
     assert warm("storage_download_bytes_total") == 0
+
+
+def test_core_start_on_an_archive_of_a_bare_model_folder_names_the_model_after_the_uri(
+    http_server: LocalHTTPServer, tmp_path: Path, iris: tuple[bytes, Any]
+) -> None:
+    """`tar czf flowers.tar.gz flowers/` with only the artifact in it: the
+    archive's one folder is the content, and the model is `flowers`."""
+    model, estimator = iris
+    url = http_server.put("/flowers.tar.gz", _repository_archive({"flowers/model.joblib": model}))
+    env = {"CORE_STORAGE_CACHE_DIR": str(tmp_path / "cache")}
+    with ServerProcess(url, env=env) as server:
+        check_iris(server, "flowers", estimator)
 
 
 def test_core_start_on_a_repository_archive_url_then_warm(
@@ -329,12 +332,12 @@ def test_core_start_on_a_repository_archive_url_then_warm(
     }
     url = http_server.put("repo.tar.gz", _repository_archive(files))
     env = {"CORE_STORAGE_CACHE_DIR": str(tmp_path / "cache")}
-    with uri_server(url, env=env) as server:  # with a worker process, as by default
+    with ServerProcess(url, env=env) as server:  # with a worker process, as by default
         check_iris(server, "iris", estimator)
     assert methods(http_server) == ["HEAD", "GET"]
 
     http_server.requests.clear()
-    with uri_server(url, env=env) as server:
+    with ServerProcess(url, env=env) as server:
         check_iris(server, "iris", estimator)
     assert methods(http_server) == ["HEAD"]
 

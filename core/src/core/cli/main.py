@@ -8,13 +8,21 @@ import logging
 import os
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from ..errors import ConfigurationError, CoreError, PortUnavailable
 from ..logs import configure_logging
 from ..plugins.manager import get_plugin_manager
 from ..repository import find_models
-from ..settings import SETTINGS_FILENAME, Settings, build_settings, load_settings_file
+from ..settings import (
+    MODEL_SETTINGS_FILENAME,
+    SETTINGS_FILENAME,
+    Settings,
+    build_settings,
+    load_settings_file,
+)
 from ..storage import Fetched, fetch, is_remote
+from ..storage.archives import ARCHIVE_SUFFIXES
 from ..storage.metrics import record_fetch
 from ..version import __version__
 
@@ -125,7 +133,7 @@ def _fetched(path: str, overrides: dict[str, object]) -> Fetched | None:
     """The folder or file to serve: `path`, or what its URI fetches to
     (with the storage settings of CORE_* variables and flags)."""
     if not is_remote(path):
-        local = Path(path)
+        local = Path(path.removeprefix("file://"))
         if not local.exists():
             print(f"core: {path} does not exist", file=sys.stderr)
             return None
@@ -133,10 +141,24 @@ def _fetched(path: str, overrides: dict[str, object]) -> Fetched | None:
     try:
         settings = build_settings(Settings, dict(overrides), "CORE_* environment variables")
         configure_logging(settings)
-        return fetch(path, settings)
+        fetched = fetch(path, settings)
     except CoreError as error:
         print(f"core: {error.message}", file=sys.stderr)
         return None
+    if fetched.path.is_dir() and not any(fetched.path.rglob(MODEL_SETTINGS_FILENAME)):
+        # A bare artifact's model is named after its folder, here a cache
+        # entry's: the URI's last segment instead (CORE_MODEL_NAME still wins).
+        os.environ.setdefault("CORE_MODEL_NAME", _name_of(path))
+    return fetched
+
+
+def _name_of(uri: str) -> str:
+    """`s3://bucket/models/iris.tar.gz` -> `iris`."""
+    last = urlsplit(uri).path.rstrip("/").rpartition("/")[2] or urlsplit(uri).netloc
+    for suffix in ARCHIVE_SUFFIXES:
+        if last.lower().endswith(suffix):
+            return last[: -len(suffix)]
+    return last
 
 
 def _check_artifacts(root: Path) -> bool:

@@ -87,7 +87,9 @@ def fetch(uri: str, settings: Settings) -> Fetched:
             if name is not None and is_archive(name):
                 unpack(downloaded / name, scratch / CONTENT, shown)
                 shutil.rmtree(downloaded)
-                name = None
+                # `tar czf iris.tar.gz iris/` holds one folder: that folder is the content.
+                entries = list((scratch / CONTENT).iterdir())
+                name = entries[0].name if len(entries) == 1 and entries[0].is_dir() else None
             else:
                 downloaded.rename(scratch / CONTENT)
             manifest = {"uri": shown, "fingerprint": fingerprint, "file": name}

@@ -1,5 +1,6 @@
-"""`hf://ORG/MODEL[@REVISION]`: a Hugging Face Hub repository, fetched with
-huggingface_hub's `snapshot_download` (`core[hf]`) into the hub's own cache,
+"""`hf://ORG/MODEL[@REVISION]` (or KServe's `hf://ORG/MODEL:REVISION`): a
+Hugging Face Hub repository, fetched with huggingface_hub's
+`snapshot_download` (`core[hf]`) into the hub's own cache,
 which is what makes a second fetch free. HF_TOKEN, HF_HOME and
 HF_HUB_OFFLINE (the cache only) apply as huggingface_hub reads them."""
 
@@ -18,6 +19,8 @@ def open_hf(uri: str, settings: Settings) -> Path:
     from huggingface_hub import snapshot_download
 
     repository, _, revision = uri[len("hf://") :].partition("@")
+    if not revision and ":" in repository:  # KServe's form, hf://ORG/MODEL:REVISION
+        repository, _, revision = repository.partition(":")
     if repository.count("/") > 1 or not repository.strip("/"):
         raise ModelLoadError(f"{uri}: expected hf://ORG/MODEL or hf://ORG/MODEL@REVISION")
     try:

@@ -31,8 +31,22 @@ class HttpStore:
         self.ranges = False
         # The bytes as stored: a .tar.gz sent with Content-Encoding: gzip is
         # still the .tar.gz, of the size the server announced.
-        headers = {"Accept-Encoding": "identity", **headers}
-        self._client = httpx.Client(headers=headers, timeout=_TIMEOUT, follow_redirects=True, verify=verify)
+        host = urlsplit(url).hostname
+
+        def own_host_only(request: httpx.Request) -> None:
+            # A redirect to another host does not take the host's headers
+            # (httpx drops only Authorization).
+            if request.url.host != host:
+                for name in headers:
+                    request.headers.pop(name, None)
+
+        self._client = httpx.Client(
+            headers={"Accept-Encoding": "identity", **headers},
+            timeout=_TIMEOUT,
+            follow_redirects=True,
+            verify=verify,
+            event_hooks={"request": [own_host_only]},
+        )
 
     def list(self) -> tuple[list[RemoteObject], bool]:
         response = self._client.head(self.url)
@@ -47,7 +61,10 @@ class HttpStore:
         headers = response.headers
         size = _size(response)
         self.ranges = headers.get("accept-ranges", "").lower() == "bytes" or response.status_code == 206
-        name = posixpath.basename(urlsplit(str(response.url)).path) or "download"
+        # The name asked for, not a redirect target's (a CDN's hash).
+        name = (
+            posixpath.basename(urlsplit(self.url).path) or posixpath.basename(response.url.path) or "download"
+        )
         item = RemoteObject(
             key=self.url,
             name=name,

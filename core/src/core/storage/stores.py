@@ -106,18 +106,6 @@ class FsspecStore:
         )
 
 
-def md5_of_etag(info: dict[str, Any]) -> bytes | None:
-    """S3's ETag is the MD5 of an object uploaded in one part (a multipart
-    upload's ETag, `<hex>-<parts>`, is not)."""
-    etag = str(info.get("ETag") or "").strip('"')
-    if len(etag) == 32 and "-" not in etag:
-        try:
-            return bytes.fromhex(etag)
-        except ValueError:
-            return None
-    return None
-
-
 def md5_of_base64(value: Any) -> bytes | None:
     """GCS' md5Hash, Azure's Content-MD5: a base64 digest (or its bytes)."""
     if not value:
