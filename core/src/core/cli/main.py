@@ -155,6 +155,8 @@ def _fetched(path: str, overrides: dict[str, object]) -> Fetched | None:
 def _name_of(uri: str) -> str:
     """`s3://bucket/models/iris.tar.gz` -> `iris`."""
     last = urlsplit(uri).path.rstrip("/").rpartition("/")[2] or urlsplit(uri).netloc
+    if uri.startswith("hf://"):  # hf://ORG/MODEL@REVISION, hf://ORG/MODEL:REVISION
+        last = last.partition("@")[0].partition(":")[0]
     for suffix in ARCHIVE_SUFFIXES:
         if last.lower().endswith(suffix):
             return last[: -len(suffix)]
