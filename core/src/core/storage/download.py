@@ -57,11 +57,14 @@ def download_all(
     logger.info("%s: downloading %d object(s), %s", store.uri, len(objects), _size(total))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="core-storage") as pool:
         jobs: list[Future[None]] = []
+        # Objects read in byte ranges, each range a request of its own.
+        ranged: list[RemoteObject] = []
         for item in objects:
             path = _target(folder, item.name)
             path.parent.mkdir(parents=True, exist_ok=True)
             size = item.size
             if store.ranges and size is not None and size > chunk_size:
+                ranged.append(item)
                 with open(path, "wb") as file:
                     file.truncate(size)
                 ranges = [(start, min(start + chunk_size, size)) for start in range(0, size, chunk_size)]
@@ -75,6 +78,8 @@ def download_all(
             job.result()  # the first failure, once every job has ended
     for item in objects:
         _check(store.uri, item, _target(folder, item.name))
+        if item in ranged and not store.unchanged(item):
+            raise ModelLoadError(f"{store.uri}: {item.name} changed during the download: load it again")
     logger.info(
         "%s: downloaded %s in %.1f s (%s)", store.uri, _size(progress.done), progress.seconds, progress.rate()
     )

@@ -82,6 +82,10 @@ class HttpStore:
                 )
             return b"".join(response.iter_raw())
 
+    def unchanged(self, item: RemoteObject) -> bool:
+        (now,), _ = self.list()
+        return (now.etag, now.size) == (item.etag, item.size)
+
     def download(self, item: RemoteObject, path: Path) -> None:
         with self._client.stream("GET", item.key) as response, open(path, "wb") as file:
             if response.status_code >= 400:

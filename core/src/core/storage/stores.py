@@ -47,6 +47,11 @@ class RemoteStore(Protocol):
     def download(self, item: RemoteObject, path: Path) -> None:
         """The whole object into the file `path`."""
 
+    def unchanged(self, item: RemoteObject) -> bool:
+        """Whether the object is still the one listed (same ETag, version
+        and size): asked after its byte ranges are read, since each range
+        is a request of its own and the object may be replaced meanwhile."""
+
 
 Checksum = Callable[[dict[str, Any]], bytes | None]
 
@@ -90,6 +95,10 @@ class FsspecStore:
 
     def download(self, item: RemoteObject, path: Path) -> None:
         self.fs.get_file(item.key, str(path))
+
+    def unchanged(self, item: RemoteObject) -> bool:
+        now = self._object(self.fs.info(item.key), item.name)
+        return (now.etag, now.version, now.size) == (item.etag, item.version, item.size)
 
     def _object(self, info: dict[str, Any], name: str) -> RemoteObject:
         etag = info.get("ETag") or info.get("etag")
