@@ -25,6 +25,13 @@ its own, a connection closed part-way through the body.
 `python3 dev.py test` installs all of these (dev.py: TEST_TOOLS, and azurite
 with npm); a server that is missing or does not start fails its tests with
 how to install it, never skips them.
+
+The helpers test_s3, test_gcs, test_azure and test_http share to serve the
+iris example from storage, as plain functions: `train` (an iris model, its
+labels shifted) and `train_example` (examples/iris/train.py's) give a
+`Trained`, `iris` (a fixture, module-scoped) two that predict otherwise;
+`iris_settings`, `predictions`/`check_predictions`, `storage_metrics`/`scrape`,
+`cached_files`, `index`/`settled`, `open_store`, `tar_gz`.
 """
 
 from __future__ import annotations
@@ -32,16 +39,20 @@ from __future__ import annotations
 import contextlib
 import email.utils
 import hashlib
+import importlib
+import io
 import json
 import mimetypes
 import os
 import re
+import runpy
 import secrets
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tarfile
 import tempfile
 import threading
 import time
@@ -54,9 +65,17 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import IO, Any
 
+import httpx
+import joblib
+import numpy as np
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from sklearn.datasets import load_iris
+from sklearn.linear_model import LogisticRegression
 
-from core.testing import free_port
+import core
+from core.storage import FsspecStore, storage_for
+from core.testing import ServerProcess, free_port, json_request
 
 # gcsfs reads this once, when it is first imported: left at its default
 # (true), gcsfs.GCSFileSystem is the "extended" class, whose every call first
@@ -705,3 +724,128 @@ def http_server(tmp_path: Path) -> Iterator[LocalHTTPServer]:
         yield server
     finally:
         server.stop()
+
+
+# --- Serving the iris example from storage (test_s3, test_gcs, test_azure, test_http) ---
+
+MiB = 1024 * 1024
+EXAMPLE = ROOT / "examples" / "iris"
+# Rows of every class (iris is sorted by class, 50 rows each).
+FEATURES = load_iris().data[::10].astype(np.float32)
+# `core start`'s options for the models to load in the server process, no worker.
+IN_PROCESS = ("--parallel-workers", "0")
+
+
+@dataclass(frozen=True)
+class Trained:
+    artifact: bytes  # model.joblib's bytes
+    estimator: Any
+
+
+def train(folder: Path, shift: int) -> Trained:
+    """A LogisticRegression on scikit-learn's bundled iris, its labels
+    shifted by `shift` (mod 3): another shift predicts another class."""
+    features, labels = load_iris(return_X_y=True)
+    path = folder / f"model-{shift}.joblib"
+    joblib.dump(LogisticRegression(max_iter=1000).fit(features, (labels + shift) % 3), path)
+    return Trained(path.read_bytes(), joblib.load(path))
+
+
+def train_example(path: Path) -> Trained:
+    """The example's model (examples/iris/train.py's LogisticRegression), saved at `path`."""
+    saved = runpy.run_path(str(EXAMPLE / "train.py"))["train"](path)
+    return Trained(saved.read_bytes(), joblib.load(saved))
+
+
+@pytest.fixture(scope="module")
+def iris(tmp_path_factory: pytest.TempPathFactory) -> tuple[Trained, Trained]:
+    """The iris model, and a changed one that predicts otherwise for every flower."""
+    folder = tmp_path_factory.mktemp("iris")
+    first, changed = train(folder, 0), train(folder, 1)
+    assert (first.estimator.predict(FEATURES) != changed.estimator.predict(FEATURES)).all()
+    return first, changed
+
+
+def iris_settings(uri: str, name: str = "iris") -> bytes:
+    """examples/iris/model-settings.json, named `name`, its artifact at `uri`."""
+    values = json.loads((EXAMPLE / "model-settings.json").read_text())
+    values["name"] = name
+    values["parameters"]["uri"] = uri
+    return json.dumps(values).encode()
+
+
+def tar_gz(members: Mapping[str, bytes]) -> bytes:
+    """A .tar.gz of `{name: content}`, in memory."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        for name, content in members.items():
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(content), 0o644
+            archive.addfile(info, io.BytesIO(content))
+    return buffer.getvalue()
+
+
+def open_store(uri: str, settings: core.Settings) -> FsspecStore:
+    """The store core opens for `uri`: the installed storage's opener."""
+    module, _, function = storage_for(uri).open.partition(":")
+    store: FsspecStore = getattr(importlib.import_module(module), function)(uri, settings)
+    return store
+
+
+def predictions(server: ServerProcess, model: str) -> list[int]:
+    """What `model` predicts for FEATURES."""
+    body = json_request(FEATURES, ["predict"])
+    response = httpx.post(f"{server.url}/v2/models/{model}/infer", json=body, timeout=60)
+    assert response.status_code == 200, response.text
+    (output,) = response.json()["outputs"]
+    return list(output["data"])
+
+
+def check_predictions(server: ServerProcess, model: str, estimator: Any) -> None:
+    """`model` predicts for FEATURES what `estimator` does."""
+    assert predictions(server, model) == estimator.predict(FEATURES).tolist()
+
+
+def storage_metrics(server: ServerProcess, scheme: str) -> dict[str, float]:
+    """The metrics endpoint's samples labelled scheme=`scheme`, by name."""
+    text = httpx.get(f"http://127.0.0.1:{server.metrics_port}/metrics", timeout=10).text
+    return {
+        sample.name: sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.labels.get("scheme") == scheme and not sample.name.endswith("_created")
+    }
+
+
+def scrape(server: ServerProcess, scheme: str) -> Callable[[str], float]:
+    """The metrics endpoint, parsed: the value of a sample with
+    scheme=`scheme` (0 when absent)."""
+    samples = storage_metrics(server, scheme)
+    return lambda name: samples.get(name, 0.0)
+
+
+def cached_files(cache: Path) -> dict[str, bytes]:
+    """Every file of every cache entry's content, by its path in the content folder."""
+    return {
+        path.relative_to(content).as_posix(): path.read_bytes()
+        for content in sorted(cache.glob("*/content"))
+        for path in sorted(content.rglob("*"))
+        if path.is_file()
+    }
+
+
+def index(server: ServerProcess) -> dict[str, dict[str, Any]]:
+    response = httpx.post(f"{server.url}/v2/repository/index", json={}, timeout=10)
+    assert response.status_code == 200, response.text
+    return {item["name"]: item for item in response.json()}
+
+
+def settled(server: ServerProcess, names: set[str]) -> dict[str, dict[str, Any]]:
+    """The index once every model in `names` is READY or FAILED."""
+    deadline = time.monotonic() + 60
+    while True:
+        found = index(server)
+        if names <= found.keys() and all(found[n]["state"] in ("READY", "FAILED") for n in names):
+            return found
+        assert time.monotonic() < deadline, f"models still loading: {found}\n{server.log()}"
+        time.sleep(0.05)

@@ -14,66 +14,33 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import importlib
-import json
-import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
-import joblib
 import numpy as np
 import pytest
 from azure.storage.blob import BlobServiceClient, ContentSettings
-from prometheus_client.parser import text_string_to_metric_families
-from sklearn.datasets import load_iris
-from sklearn.linear_model import LogisticRegression
 
 import core
 from core.errors import ModelLoadError
-from core.storage import FsspecStore, fetch, storage_for
-from core.testing import ServerProcess, json_request
+from core.storage import fetch
+from core.testing import ServerProcess
 
-from .conftest import AzureServer, Bucket
-
-MiB = 1024 * 1024
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "iris"
-SERVE = ("--parallel-workers", "0")
-FEATURES = load_iris().data[::10].astype(np.float32)
-
-
-@dataclass(frozen=True)
-class Trained:
-    artifact: bytes  # model.joblib's bytes
-    estimator: Any
-
-
-def train(folder: Path, shift: int) -> Trained:
-    """A LogisticRegression on scikit-learn's bundled iris, its labels
-    shifted by `shift` (mod 3): another shift predicts another class."""
-    features, labels = load_iris(return_X_y=True)
-    path = folder / f"model-{shift}.joblib"
-    joblib.dump(LogisticRegression(max_iter=1000).fit(features, (labels + shift) % 3), path)
-    return Trained(path.read_bytes(), joblib.load(path))
-
-
-@pytest.fixture(scope="module")
-def iris(tmp_path_factory: pytest.TempPathFactory) -> tuple[Trained, Trained]:
-    """The iris model, and a changed one that predicts otherwise for every flower."""
-    folder = tmp_path_factory.mktemp("iris")
-    first, changed = train(folder, 0), train(folder, 1)
-    assert (first.estimator.predict(FEATURES) != changed.estimator.predict(FEATURES)).all()
-    return first, changed
-
-
-def iris_settings(uri: str, name: str = "iris") -> bytes:
-    """examples/iris/model-settings.json, named `name`, its artifact at `uri`."""
-    values = json.loads((EXAMPLE / "model-settings.json").read_text())
-    values["name"] = name
-    values["parameters"]["uri"] = uri
-    return json.dumps(values).encode()
+from .conftest import (
+    FEATURES,
+    IN_PROCESS,
+    AzureServer,
+    Bucket,
+    MiB,
+    Trained,
+    cached_files,
+    index,
+    iris_settings,
+    open_store,
+    predictions,
+    settled,
+    storage_metrics,
+)
 
 
 def https_uri(container: Bucket, path: str) -> str:
@@ -97,52 +64,6 @@ def server_env(container: Bucket, tmp_path: Path) -> dict[str, str]:
     }
 
 
-def predictions(server: ServerProcess, model: str) -> list[int]:
-    body = json_request(FEATURES, ["predict"])
-    response = httpx.post(f"{server.url}/v2/models/{model}/infer", json=body, timeout=60)
-    assert response.status_code == 200, response.text
-    (output,) = response.json()["outputs"]
-    return list(output["data"])
-
-
-def storage_metrics(server: ServerProcess, scheme: str) -> dict[str, float]:
-    """The metrics endpoint's samples labelled scheme=`scheme`, by name."""
-    text = httpx.get(f"http://127.0.0.1:{server.metrics_port}/metrics", timeout=10).text
-    return {
-        sample.name: sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-        if sample.labels.get("scheme") == scheme and not sample.name.endswith("_created")
-    }
-
-
-def cached_files(cache: Path) -> dict[str, bytes]:
-    """Every file of every cache entry's content, by its path in the content folder."""
-    return {
-        path.relative_to(content).as_posix(): path.read_bytes()
-        for content in sorted(cache.glob("*/content"))
-        for path in sorted(content.rglob("*"))
-        if path.is_file()
-    }
-
-
-def index(server: ServerProcess) -> dict[str, dict[str, Any]]:
-    response = httpx.post(f"{server.url}/v2/repository/index", json={}, timeout=10)
-    assert response.status_code == 200, response.text
-    return {item["name"]: item for item in response.json()}
-
-
-def settled(server: ServerProcess, names: set[str]) -> dict[str, dict[str, Any]]:
-    """The index once every model in `names` is READY or FAILED."""
-    deadline = time.monotonic() + 60
-    while True:
-        found = index(server)
-        if names <= found.keys() and all(found[n]["state"] in ("READY", "FAILED") for n in names):
-            return found
-        assert time.monotonic() < deadline, f"models still loading: {found}\n{server.log()}"
-        time.sleep(0.05)
-
-
 @pytest.mark.parametrize("form", ["https", "az"])
 def test_core_start_on_a_blob_prefix_then_warm_then_changed(
     azure_container: Bucket, tmp_path: Path, iris: tuple[Trained, Trained], form: str
@@ -160,7 +81,7 @@ def test_core_start_on_a_blob_prefix_then_warm_then_changed(
     env = server_env(azure_container, tmp_path)
     cache = tmp_path / "cache"
 
-    with ServerProcess(uri, *SERVE, env=env) as server:
+    with ServerProcess(uri, *IN_PROCESS, env=env) as server:
         assert set(index(server)) == {"iris"}
         assert predictions(server, "iris") == first.estimator.predict(FEATURES).tolist()
         cold = storage_metrics(server, form)  # the URI's scheme: "https" or "az"
@@ -170,26 +91,19 @@ def test_core_start_on_a_blob_prefix_then_warm_then_changed(
     # The prefix's blobs only: nothing of the sibling models/iris-v2.
     assert cached_files(cache) == {"model-settings.json": settings, "model.joblib": first.artifact}
 
-    with ServerProcess(uri, *SERVE, env=env) as server:
+    with ServerProcess(uri, *IN_PROCESS, env=env) as server:
         assert predictions(server, "iris") == first.estimator.predict(FEATURES).tolist()
         warm = storage_metrics(server, form)
     assert warm["storage_cache_hits_total"] >= 1
     assert warm.get("storage_download_bytes_total", 0) == 0
 
     azure_container.upload({"model.joblib": changed.artifact}, "models/iris")
-    with ServerProcess(uri, *SERVE, env=env) as server:
+    with ServerProcess(uri, *IN_PROCESS, env=env) as server:
         assert predictions(server, "iris") == changed.estimator.predict(FEATURES).tolist()
         again = storage_metrics(server, form)
     assert again.get("storage_cache_hits_total", 0) == 0
     assert again["storage_download_bytes_total"] == len(settings) + len(changed.artifact)
     assert cached_files(cache) == {"model-settings.json": settings, "model.joblib": changed.artifact}
-
-
-def open_store(uri: str, settings: core.Settings) -> FsspecStore:
-    """The store core opens for `uri`: the installed storage's opener."""
-    module, _, function = storage_for(uri).open.partition(":")
-    store: FsspecStore = getattr(importlib.import_module(module), function)(uri, settings)
-    return store
 
 
 def test_content_md5_is_checked_and_a_wrong_one_refused(
@@ -305,7 +219,7 @@ def test_model_settings_with_blob_uris_some_missing(
         (repository / name / "model-settings.json").write_bytes(iris_settings(uri, name))
     env = server_env(azure_container, tmp_path)
 
-    with ServerProcess(repository, *SERVE, env=env, wait_for="/v2/health/live") as server:
+    with ServerProcess(repository, *IN_PROCESS, env=env, wait_for="/v2/health/live") as server:
         found = settled(server, {"iris", *missing})
         assert found["iris"]["state"] == "READY", found
         assert predictions(server, "iris") == first.estimator.predict(FEATURES).tolist()
@@ -343,7 +257,7 @@ def test_a_wrong_account_key_is_a_load_error_that_never_shows_the_key(
     }
     assert wrong_key in env["AZURE_STORAGE_CONNECTION_STRING"]
 
-    args = (*SERVE, "--log-level", "DEBUG")
+    args = (*IN_PROCESS, "--log-level", "DEBUG")
     with ServerProcess(repository, *args, env=env, wait_for="/v2/health/live") as process:
         found = settled(process, {"local", "remote"})
         assert found["local"]["state"] == "READY", found

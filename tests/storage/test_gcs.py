@@ -9,63 +9,29 @@ the console's folder placeholder objects."""
 from __future__ import annotations
 
 import hashlib
-import importlib
-import json
-import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import httpx
-import joblib
 import numpy as np
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
-from sklearn.datasets import load_iris
-from sklearn.linear_model import LogisticRegression
 
 import core
-from core.storage import FsspecStore, fetch, storage_for
-from core.testing import ServerProcess, json_request
+from core.storage import fetch
+from core.testing import ServerProcess
 
-from .conftest import Bucket
-
-MiB = 1024 * 1024
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "iris"
-SERVE = ("--parallel-workers", "0")
-FEATURES = load_iris().data[::10].astype(np.float32)
-
-
-@dataclass(frozen=True)
-class Trained:
-    artifact: bytes  # model.joblib's bytes
-    estimator: Any
-
-
-def train(folder: Path, shift: int) -> Trained:
-    """A LogisticRegression on scikit-learn's bundled iris, its labels
-    shifted by `shift` (mod 3): another shift predicts another class."""
-    features, labels = load_iris(return_X_y=True)
-    path = folder / f"model-{shift}.joblib"
-    joblib.dump(LogisticRegression(max_iter=1000).fit(features, (labels + shift) % 3), path)
-    return Trained(path.read_bytes(), joblib.load(path))
-
-
-@pytest.fixture(scope="module")
-def iris(tmp_path_factory: pytest.TempPathFactory) -> tuple[Trained, Trained]:
-    """The iris model, and a changed one that predicts otherwise for every flower."""
-    folder = tmp_path_factory.mktemp("iris")
-    first, changed = train(folder, 0), train(folder, 1)
-    assert (first.estimator.predict(FEATURES) != changed.estimator.predict(FEATURES)).all()
-    return first, changed
-
-
-def iris_settings(uri: str, name: str = "iris") -> bytes:
-    """examples/iris/model-settings.json, named `name`, its artifact at `uri`."""
-    values = json.loads((EXAMPLE / "model-settings.json").read_text())
-    values["name"] = name
-    values["parameters"]["uri"] = uri
-    return json.dumps(values).encode()
+from .conftest import (
+    FEATURES,
+    IN_PROCESS,
+    Bucket,
+    MiB,
+    Trained,
+    cached_files,
+    index,
+    iris_settings,
+    open_store,
+    predictions,
+    settled,
+    storage_metrics,
+)
 
 
 @pytest.fixture
@@ -74,52 +40,6 @@ def env(gcs_bucket: Bucket, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     GOOGLE_APPLICATION_CREDENTIALS in this process nor in the servers it starts."""
     monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
     return {**gcs_bucket.env, "CORE_STORAGE_CACHE_DIR": str(tmp_path / "cache")}
-
-
-def predictions(server: ServerProcess, model: str) -> list[int]:
-    body = json_request(FEATURES, ["predict"])
-    response = httpx.post(f"{server.url}/v2/models/{model}/infer", json=body, timeout=60)
-    assert response.status_code == 200, response.text
-    (output,) = response.json()["outputs"]
-    return list(output["data"])
-
-
-def storage_metrics(server: ServerProcess, scheme: str) -> dict[str, float]:
-    """The metrics endpoint's samples labelled scheme=`scheme`, by name."""
-    text = httpx.get(f"http://127.0.0.1:{server.metrics_port}/metrics", timeout=10).text
-    return {
-        sample.name: sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-        if sample.labels.get("scheme") == scheme and not sample.name.endswith("_created")
-    }
-
-
-def cached_files(cache: Path) -> dict[str, bytes]:
-    """Every file of every cache entry's content, by its path in the content folder."""
-    return {
-        path.relative_to(content).as_posix(): path.read_bytes()
-        for content in sorted(cache.glob("*/content"))
-        for path in sorted(content.rglob("*"))
-        if path.is_file()
-    }
-
-
-def index(server: ServerProcess) -> dict[str, dict[str, Any]]:
-    response = httpx.post(f"{server.url}/v2/repository/index", json={}, timeout=10)
-    assert response.status_code == 200, response.text
-    return {item["name"]: item for item in response.json()}
-
-
-def settled(server: ServerProcess, names: set[str]) -> dict[str, dict[str, Any]]:
-    """The index once every model in `names` is READY or FAILED."""
-    deadline = time.monotonic() + 60
-    while True:
-        found = index(server)
-        if names <= found.keys() and all(found[n]["state"] in ("READY", "FAILED") for n in names):
-            return found
-        assert time.monotonic() < deadline, f"models still loading: {found}\n{server.log()}"
-        time.sleep(0.05)
 
 
 def test_core_start_on_a_gs_prefix_then_warm_then_changed(
@@ -137,7 +57,7 @@ def test_core_start_on_a_gs_prefix_then_warm_then_changed(
     assert uri == f"gs://{gcs_bucket.name}/models/iris"
     cache = tmp_path / "cache"
 
-    with ServerProcess(uri, *SERVE, env=env) as server:
+    with ServerProcess(uri, *IN_PROCESS, env=env) as server:
         assert set(index(server)) == {"iris"}
         assert predictions(server, "iris") == first.estimator.predict(FEATURES).tolist()
         cold = storage_metrics(server, "gs")
@@ -147,26 +67,19 @@ def test_core_start_on_a_gs_prefix_then_warm_then_changed(
     # The prefix's objects only: nothing of the sibling models/iris-v2.
     assert cached_files(cache) == {"model-settings.json": settings, "model.joblib": first.artifact}
 
-    with ServerProcess(uri, *SERVE, env=env) as server:
+    with ServerProcess(uri, *IN_PROCESS, env=env) as server:
         assert predictions(server, "iris") == first.estimator.predict(FEATURES).tolist()
         warm = storage_metrics(server, "gs")
     assert warm["storage_cache_hits_total"] >= 1
     assert warm.get("storage_download_bytes_total", 0) == 0
 
     gcs_bucket.upload({"model.joblib": changed.artifact}, "models/iris")
-    with ServerProcess(uri, *SERVE, env=env) as server:
+    with ServerProcess(uri, *IN_PROCESS, env=env) as server:
         assert predictions(server, "iris") == changed.estimator.predict(FEATURES).tolist()
         again = storage_metrics(server, "gs")
     assert again.get("storage_cache_hits_total", 0) == 0
     assert again["storage_download_bytes_total"] == len(settings) + len(changed.artifact)
     assert cached_files(cache) == {"model-settings.json": settings, "model.joblib": changed.artifact}
-
-
-def open_store(uri: str, settings: core.Settings) -> FsspecStore:
-    """The store core opens for `uri`: the installed storage's opener."""
-    module, _, function = storage_for(uri).open.partition(":")
-    store: FsspecStore = getattr(importlib.import_module(module), function)(uri, settings)
-    return store
 
 
 def test_gs_objects_come_with_their_md5_and_fetch_checked(
@@ -241,7 +154,7 @@ def test_model_settings_with_gs_uris_some_missing(
         (repository / name).mkdir(parents=True)
         (repository / name / "model-settings.json").write_bytes(iris_settings(uri, name))
 
-    with ServerProcess(repository, *SERVE, env=env, wait_for="/v2/health/live") as server:
+    with ServerProcess(repository, *IN_PROCESS, env=env, wait_for="/v2/health/live") as server:
         found = settled(server, {"iris", *missing})
         assert found["iris"]["state"] == "READY", found
         assert predictions(server, "iris") == first.estimator.predict(FEATURES).tolist()

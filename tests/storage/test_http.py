@@ -7,35 +7,35 @@ metrics."""
 
 from __future__ import annotations
 
-import io
-import json
 import re
-import runpy
-import tarfile
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import httpx
-import joblib
 import numpy as np
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
-from sklearn.datasets import load_iris
 
 import core
 from core.errors import ModelLoadError
 from core.storage import fetch
-from core.testing import ServerProcess, json_request
+from core.testing import ServerProcess
 
-from .conftest import LocalHTTPServer
+from .conftest import (
+    EXAMPLE,
+    IN_PROCESS,
+    LocalHTTPServer,
+    MiB,
+    check_predictions,
+    iris_settings,
+    scrape,
+    settled,
+    tar_gz,
+    train_example,
+)
 
-MiB = 1024 * 1024
 SECRET = "s3cr3t-t0ken"
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "iris"
 
 
 def settings(tmp_path: Path, **values: Any) -> core.Settings:
@@ -174,7 +174,7 @@ def test_an_archive_sent_with_content_encoding_gzip_is_unpacked(
     # An object stored gzipped with `Content-Encoding: gzip` as metadata (S3,
     # GCS, a static server's .gz): Content-Length counts the bytes as sent
     # (compressed), and the body is the .tar.gz the server holds.
-    archive = _repository_archive({"iris/model-settings.json": b"{}", "iris/a": b"x", "README": b"y"})
+    archive = tar_gz({"iris/model-settings.json": b"{}", "iris/a": b"x", "README": b"y"})
     url = http_server.put("repo.tar.gz", archive)
     http_server.route("repo.tar.gz", headers={"Content-Encoding": "gzip"}, ranges=False)
     fetched = fetch(url, settings(tmp_path))
@@ -242,68 +242,29 @@ def test_a_url_that_answers_get_but_not_head_is_fetched(
 
 
 @pytest.fixture(scope="module")
-def iris(tmp_path_factory: pytest.TempPathFactory) -> tuple[bytes, Any]:
+def example_iris(tmp_path_factory: pytest.TempPathFactory) -> tuple[bytes, Any]:
     """The example's model.joblib (examples/iris/train.py) and its estimator."""
-    path = tmp_path_factory.mktemp("iris") / "model.joblib"
-    runpy.run_path(str(EXAMPLE / "train.py"))["train"](path)
-    return path.read_bytes(), joblib.load(path)
-
-
-def _repository_archive(files: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
-        for name, content in files.items():
-            info = tarfile.TarInfo(name)
-            info.size, info.mode = len(content), 0o644
-            archive.addfile(info, io.BytesIO(content))
-    return buffer.getvalue()
-
-
-def iris_settings(uri: str, name: str = "iris") -> bytes:
-    values = json.loads((EXAMPLE / "model-settings.json").read_text())
-    values["name"] = name
-    values["parameters"]["uri"] = uri
-    return json.dumps(values).encode()
-
-
-def check_iris(server: ServerProcess, model: str, estimator: Any) -> None:
-    features = load_iris().data[::10].astype(np.float32)
-    body = json_request(features, ["predict"])
-    response = httpx.post(f"{server.url}/v2/models/{model}/infer", json=body, timeout=60)
-    assert response.status_code == 200, response.text
-    (output,) = response.json()["outputs"]
-    assert output["data"] == estimator.predict(features).tolist()
-
-
-def scrape(server: ServerProcess) -> Callable[[str], float]:
-    """The metrics endpoint, parsed: the value of a sample with scheme="http"."""
-    text = httpx.get(f"http://127.0.0.1:{server.metrics_port}/metrics", timeout=10).text
-    samples = {
-        sample.name: sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-        if sample.labels.get("scheme") == "http"
-    }
-    return lambda name: samples.get(name, 0.0)
+    trained = train_example(tmp_path_factory.mktemp("iris") / "model.joblib")
+    return trained.artifact, trained.estimator
 
 
 def test_core_start_on_an_artifact_url_then_warm(
-    http_server: LocalHTTPServer, tmp_path: Path, iris: tuple[bytes, Any]
+    http_server: LocalHTTPServer, tmp_path: Path, example_iris: tuple[bytes, Any]
 ) -> None:
-    artifact, estimator = iris
+    artifact, estimator = example_iris
     url = http_server.put("model.joblib", artifact)
     http_server.route("model.joblib", content_type="text/html")
     env = {"CORE_STORAGE_CACHE_DIR": str(tmp_path / "cache")}
-    with ServerProcess(url, "--parallel-workers", "0", env=env) as server:
-        check_iris(server, "model", estimator)
+    with ServerProcess(url, *IN_PROCESS, env=env) as server:
+        check_predictions(server, "model", estimator)
         assert "GET" in methods(http_server, "model.joblib")
-        cold = scrape(server)
+        cold = scrape(server, "http")
 
     http_server.requests.clear()
-    with ServerProcess(url, "--parallel-workers", "0", env=env) as server:
-        check_iris(server, "model", estimator)
+    with ServerProcess(url, *IN_PROCESS, env=env) as server:
+        check_predictions(server, "model", estimator)
         assert methods(http_server) == ["HEAD"]  # the cache's: no GET
-        warm = scrape(server)
+        warm = scrape(server, "http")
     # The fetch `core start URL` made before serving is on the metrics endpoint too.
     assert cold("storage_download_bytes_total") == len(artifact)
     assert warm("storage_cache_hits_total") >= 1
@@ -311,58 +272,41 @@ def test_core_start_on_an_artifact_url_then_warm(
 
 
 def test_core_start_on_an_archive_of_a_bare_model_folder_names_the_model_after_the_uri(
-    http_server: LocalHTTPServer, tmp_path: Path, iris: tuple[bytes, Any]
+    http_server: LocalHTTPServer, tmp_path: Path, example_iris: tuple[bytes, Any]
 ) -> None:
     """`tar czf flowers.tar.gz flowers/` with only the artifact in it: the
     archive's one folder is the content, and the model is `flowers`."""
-    model, estimator = iris
-    url = http_server.put("/flowers.tar.gz", _repository_archive({"flowers/model.joblib": model}))
+    model, estimator = example_iris
+    url = http_server.put("/flowers.tar.gz", tar_gz({"flowers/model.joblib": model}))
     env = {"CORE_STORAGE_CACHE_DIR": str(tmp_path / "cache")}
     with ServerProcess(url, env=env) as server:
-        check_iris(server, "flowers", estimator)
+        check_predictions(server, "flowers", estimator)
 
 
 def test_core_start_on_a_repository_archive_url_then_warm(
-    http_server: LocalHTTPServer, tmp_path: Path, iris: tuple[bytes, Any]
+    http_server: LocalHTTPServer, tmp_path: Path, example_iris: tuple[bytes, Any]
 ) -> None:
-    artifact, estimator = iris
+    artifact, estimator = example_iris
     files = {
         "iris/model-settings.json": (EXAMPLE / "model-settings.json").read_bytes(),
         "iris/model.joblib": artifact,
     }
-    url = http_server.put("repo.tar.gz", _repository_archive(files))
+    url = http_server.put("repo.tar.gz", tar_gz(files))
     env = {"CORE_STORAGE_CACHE_DIR": str(tmp_path / "cache")}
     with ServerProcess(url, env=env) as server:  # with a worker process, as by default
-        check_iris(server, "iris", estimator)
+        check_predictions(server, "iris", estimator)
     assert methods(http_server) == ["HEAD", "GET"]
 
     http_server.requests.clear()
     with ServerProcess(url, env=env) as server:
-        check_iris(server, "iris", estimator)
+        check_predictions(server, "iris", estimator)
     assert methods(http_server) == ["HEAD"]
 
 
-def _index(server: ServerProcess) -> dict[str, dict[str, Any]]:
-    response = httpx.post(f"{server.url}/v2/repository/index", json={}, timeout=10)
-    assert response.status_code == 200, response.text
-    return {item["name"]: item for item in response.json()}
-
-
-def _settled(server: ServerProcess, names: set[str]) -> dict[str, dict[str, Any]]:
-    """The index once every model in `names` is READY or FAILED."""
-    deadline = time.monotonic() + 60
-    while True:
-        index = _index(server)
-        if names <= index.keys() and all(index[n]["state"] in ("READY", "FAILED") for n in names):
-            return index
-        assert time.monotonic() < deadline, f"models still loading: {index}\n{server.log()}"
-        time.sleep(0.05)
-
-
 def test_a_model_whose_url_is_404_fails_alone_naming_it(
-    http_server: LocalHTTPServer, tmp_path: Path, iris: tuple[bytes, Any]
+    http_server: LocalHTTPServer, tmp_path: Path, example_iris: tuple[bytes, Any]
 ) -> None:
-    artifact, estimator = iris
+    artifact, estimator = example_iris
     good = http_server.put("store/iris/model.joblib", artifact)
     missing = http_server.url_of("store/gone/model.joblib")
     repository = tmp_path / "repository"
@@ -370,25 +314,24 @@ def test_a_model_whose_url_is_404_fails_alone_naming_it(
         (repository / name).mkdir(parents=True)
         (repository / name / "model-settings.json").write_bytes(iris_settings(uri, name))
     env = {"CORE_STORAGE_CACHE_DIR": str(tmp_path / "cache")}
-    args = ("--parallel-workers", "0")
 
-    with ServerProcess(repository, *args, env=env, wait_for="/v2/health/live") as server:
-        index = _settled(server, {"iris", "gone"})
+    with ServerProcess(repository, *IN_PROCESS, env=env, wait_for="/v2/health/live") as server:
+        index = settled(server, {"iris", "gone"})
         assert index["iris"]["state"] == "READY", index
         assert index["gone"]["state"] == "FAILED", index
         assert missing in index["gone"]["reason"], index
-        check_iris(server, "iris", estimator)
-        cold = scrape(server)
+        check_predictions(server, "iris", estimator)
+        cold = scrape(server, "http")
         assert cold("storage_download_bytes_total") == len(artifact)
         assert cold("storage_download_seconds_count") == 1
         assert cold("storage_cache_hits_total") == 0
 
     http_server.requests.clear()
-    with ServerProcess(repository, *args, env=env, wait_for="/v2/health/live") as server:
-        index = _settled(server, {"iris", "gone"})
+    with ServerProcess(repository, *IN_PROCESS, env=env, wait_for="/v2/health/live") as server:
+        index = settled(server, {"iris", "gone"})
         assert index["iris"]["state"] == "READY" and index["gone"]["state"] == "FAILED", index
-        check_iris(server, "iris", estimator)
-        warm = scrape(server)
+        check_predictions(server, "iris", estimator)
+        warm = scrape(server, "http")
         assert warm("storage_cache_hits_total") >= 1
         assert warm("storage_download_bytes_total") == 0
     assert methods(http_server, "store/iris/model.joblib") == ["HEAD"]

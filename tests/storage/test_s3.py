@@ -12,24 +12,17 @@ S3_USE_HTTPS variables."""
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
 import re
-import runpy
 import secrets
-import tarfile
-import time
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import joblib
 import numpy as np
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 from sklearn.datasets import load_iris
 from sklearn.tree import DecisionTreeClassifier
 
@@ -37,21 +30,22 @@ import core
 from core.errors import ModelLoadError
 from core.storage import fetch
 from core.storage.s3 import open_s3
-from core.testing import ServerProcess, json_request
+from core.testing import ServerProcess
 
-from .conftest import Bucket
-
-MiB = 1024 * 1024
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "iris"
-# Rows of every class (iris is sorted by class, 50 rows each).
-FEATURES = load_iris().data[::10].astype(np.float32)
-IN_PROCESS = ("--parallel-workers", "0")
-
-
-@dataclass(frozen=True)
-class Trained:
-    artifact: bytes  # model.joblib
-    estimator: Any
+from .conftest import (
+    FEATURES,
+    IN_PROCESS,
+    Bucket,
+    MiB,
+    Trained,
+    check_predictions,
+    index,
+    iris_settings,
+    scrape,
+    settled,
+    tar_gz,
+    train_example,
+)
 
 
 @dataclass(frozen=True)
@@ -63,72 +57,25 @@ class Models:
 @pytest.fixture(scope="module")
 def models(tmp_path_factory: pytest.TempPathFactory) -> Models:
     folder = tmp_path_factory.mktemp("models")
-    iris_path = runpy.run_path(str(EXAMPLE / "train.py"))["train"](folder / "iris.joblib")
+    iris = train_example(folder / "iris.joblib")
     features, labels = load_iris(return_X_y=True)
     other_path = folder / "other.joblib"
     joblib.dump(DecisionTreeClassifier(max_depth=1, random_state=0).fit(features, labels), other_path)
-    iris = Trained(iris_path.read_bytes(), joblib.load(iris_path))
     other = Trained(other_path.read_bytes(), joblib.load(other_path))
     # Which one answers is visible in the predictions.
     assert iris.estimator.predict(FEATURES).tolist() != other.estimator.predict(FEATURES).tolist()
     return Models(iris, other)
 
 
-def model_settings(name: str, uri: str) -> bytes:
-    """The example's model-settings.json, named `name`, its artifact at `uri`."""
-    values = json.loads((EXAMPLE / "model-settings.json").read_text())
-    values["name"] = name
-    values["parameters"]["uri"] = uri
-    return json.dumps(values).encode()
-
-
 def model_folder(name: str, artifact: bytes) -> dict[str, bytes]:
     return {
-        f"{name}/model-settings.json": model_settings(name, "./model.joblib"),
+        f"{name}/model-settings.json": iris_settings("./model.joblib", name),
         f"{name}/model.joblib": artifact,
     }
 
 
 def server_env(bucket: Bucket, cache: Path, **more: str) -> dict[str, str]:
     return {**bucket.env, "CORE_STORAGE_CACHE_DIR": str(cache), **more}
-
-
-def check_predictions(server: ServerProcess, model: str, estimator: Any) -> None:
-    body = json_request(FEATURES, ["predict"])
-    response = httpx.post(f"{server.url}/v2/models/{model}/infer", json=body, timeout=60)
-    assert response.status_code == 200, response.text
-    (output,) = response.json()["outputs"]
-    assert output["data"] == estimator.predict(FEATURES).tolist()
-
-
-def index(server: ServerProcess) -> dict[str, dict[str, Any]]:
-    response = httpx.post(f"{server.url}/v2/repository/index", json={}, timeout=10)
-    assert response.status_code == 200, response.text
-    return {item["name"]: item for item in response.json()}
-
-
-def settled(server: ServerProcess, names: set[str]) -> dict[str, dict[str, Any]]:
-    """The index once every model in `names` is READY or FAILED."""
-    deadline = time.monotonic() + 60
-    while True:
-        found = index(server)
-        if names <= found.keys() and all(found[n]["state"] in ("READY", "FAILED") for n in names):
-            return found
-        assert time.monotonic() < deadline, f"models still loading: {found}\n{server.log()}"
-        time.sleep(0.05)
-
-
-def scrape(server: ServerProcess) -> Callable[[str], float]:
-    """The metrics endpoint, parsed: the value of a sample with scheme="s3"
-    (0 when absent)."""
-    text = httpx.get(f"http://127.0.0.1:{server.metrics_port}/metrics", timeout=10).text
-    samples = {
-        sample.name: sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-        if sample.labels.get("scheme") == "s3"
-    }
-    return lambda name: samples.get(name, 0.0)
 
 
 def cache_files(cache: Path) -> dict[str, bytes]:
@@ -144,16 +91,6 @@ def manifests(cache: Path) -> list[dict[str, Any]]:
     return [json.loads(path.read_text()) for path in sorted(cache.glob("*/manifest.json"))]
 
 
-def tar_gz(members: Mapping[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
-        for name, content in members.items():
-            info = tarfile.TarInfo(name)
-            info.size, info.mode = len(content), 0o644
-            archive.addfile(info, io.BytesIO(content))
-    return buffer.getvalue()
-
-
 # End to end: `core start s3://...`, a warm cache, a changed object.
 
 
@@ -166,18 +103,18 @@ def test_core_start_on_a_model_prefix_then_warm_then_changed(
     uri = s3_bucket.uri("models/iris")
     cache = tmp_path / "cache"
     env = server_env(s3_bucket, cache)
-    size = len(model_settings("iris", "./model.joblib")) + len(models.iris.artifact)
+    size = len(iris_settings("./model.joblib", "iris")) + len(models.iris.artifact)
 
     with ServerProcess(uri, *IN_PROCESS, env=env) as server:
         assert set(index(server)) == {"iris"}
         check_predictions(server, "iris", models.iris.estimator)
-        cold = scrape(server)
+        cold = scrape(server, "s3")
     assert cold("storage_download_bytes_total") == size
     assert cold("storage_cache_hits_total") == 0
     files = cache_files(cache)
     assert sorted(Path(name).name for name in files) == ["model-settings.json", "model.joblib"], files
     assert not any("iris-v2" in name for name in files), files
-    assert model_settings("iris-v2", "./model.joblib") not in files.values()
+    assert iris_settings("./model.joblib", "iris-v2") not in files.values()
     assert models.other.artifact not in files.values()
     assert [manifest["uri"] for manifest in manifests(cache)] == [uri]
     (content,) = (cache / name for name in files if name.endswith("model.joblib"))
@@ -185,7 +122,7 @@ def test_core_start_on_a_model_prefix_then_warm_then_changed(
 
     with ServerProcess(uri, *IN_PROCESS, env=env) as server:
         check_predictions(server, "iris", models.iris.estimator)
-        warm = scrape(server)
+        warm = scrape(server, "s3")
     assert warm("storage_cache_hits_total") >= 1
     assert warm("storage_download_bytes_total") == 0
     after = content.stat()
@@ -195,7 +132,7 @@ def test_core_start_on_a_model_prefix_then_warm_then_changed(
     s3_bucket.upload({"iris/model.joblib": models.other.artifact}, "models")
     with ServerProcess(uri, *IN_PROCESS, env=env) as server:
         check_predictions(server, "iris", models.other.estimator)
-        changed = scrape(server)
+        changed = scrape(server, "s3")
     assert changed("storage_cache_hits_total") == 0
     new_size = size - len(models.iris.artifact) + len(models.other.artifact)
     assert changed("storage_download_bytes_total") == new_size
@@ -224,12 +161,12 @@ def test_a_local_model_settings_naming_an_s3_object(
     s3_bucket.upload({"iris/model.joblib": models.iris.artifact}, "models")
     repository = tmp_path / "repository"
     (repository / "iris").mkdir(parents=True)
-    (repository / "iris" / "model-settings.json").write_bytes(model_settings("iris", uri))
+    (repository / "iris" / "model-settings.json").write_bytes(iris_settings(uri, "iris"))
     cache = tmp_path / "cache"
     # Fetched by the server process's registry, loaded by the worker from the local copy.
     with ServerProcess(repository, env=server_env(s3_bucket, cache)) as server:
         check_predictions(server, "iris", models.iris.estimator)
-        metrics = scrape(server)
+        metrics = scrape(server, "s3")
     assert metrics("storage_download_bytes_total") == len(models.iris.artifact)
     assert list(cache_files(cache).values()) == [models.iris.artifact]
     assert [manifest["uri"] for manifest in manifests(cache)] == [uri]
@@ -258,11 +195,11 @@ def test_load_errors_name_the_uri_while_the_other_models_serve(
     }
     repository = tmp_path / "repository"
     (repository / "local").mkdir(parents=True)
-    (repository / "local" / "model-settings.json").write_bytes(model_settings("local", "./model.joblib"))
+    (repository / "local" / "model-settings.json").write_bytes(iris_settings("./model.joblib", "local"))
     (repository / "local" / "model.joblib").write_bytes(models.iris.artifact)
     for name, uri in uris.items():
         (repository / name).mkdir()
-        (repository / name / "model-settings.json").write_bytes(model_settings(name, uri))
+        (repository / name / "model-settings.json").write_bytes(iris_settings(uri, name))
     cache = tmp_path / "cache"
     env = server_env(s3_bucket, cache)
 
@@ -302,10 +239,10 @@ def test_wrong_credentials_are_a_load_error(
 
     repository = tmp_path / "repository"
     (repository / "local").mkdir(parents=True)
-    (repository / "local" / "model-settings.json").write_bytes(model_settings("local", "./model.joblib"))
+    (repository / "local" / "model-settings.json").write_bytes(iris_settings("./model.joblib", "local"))
     (repository / "local" / "model.joblib").write_bytes(models.iris.artifact)
     (repository / "private").mkdir()
-    (repository / "private" / "model-settings.json").write_bytes(model_settings("private", uri))
+    (repository / "private" / "model-settings.json").write_bytes(iris_settings(uri, "private"))
     wrong = f"wrong-{secrets.token_hex(8)}"
     env = server_env(s3_auth_bucket, tmp_path / "cache", AWS_SECRET_ACCESS_KEY=wrong)
     with ServerProcess(repository, *IN_PROCESS, env=env, wait_for="/v2/health/live") as server:
