@@ -3,6 +3,7 @@ installed, and it holds no pickle unless unsafe loading is on."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -51,25 +52,24 @@ def _require(framework: str, name: str) -> None:
 
 def _frameworks(config: Any) -> set[str]:
     """The frameworks a config names (`backend`, and the `flavour` of its models)."""
-    found: set[str] = set()
-    if isinstance(config, dict):
-        for key, value in config.items():
-            if key in ("backend", "flavour") and isinstance(value, str):
-                found.add(value.lower())
-            else:
-                found |= _frameworks(value)
-    elif isinstance(config, list):
-        for item in config:
-            found |= _frameworks(item)
-    return found
+    return {value.lower() for key, value in _leaves(config) if key in ("backend", "flavour")}
 
 
 def _strings(config: Any) -> list[str]:
+    return [value for _, value in _leaves(config)]
+
+
+def _leaves(config: Any, key: str = "") -> Iterator[tuple[str, str]]:
+    """Every string value of a config, with the key it is under (nested
+    tables and lists walked)."""
     if isinstance(config, dict):
-        return [text for value in config.values() for text in _strings(value)]
-    if isinstance(config, list):
-        return [text for item in config for text in _strings(item)]
-    return [config] if isinstance(config, str) else []
+        for name, value in config.items():
+            yield from _leaves(value, name)
+    elif isinstance(config, list):
+        for item in config:
+            yield from _leaves(item, key)
+    elif isinstance(config, str):
+        yield key, config
 
 
 def _pickle_refused(path: Path, what: str) -> str:

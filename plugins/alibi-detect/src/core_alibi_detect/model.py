@@ -42,13 +42,16 @@ class AlibiDetectModel(Model):
             return 1
         return 1 if detector_name(detector_folder(settings)) in STATEFUL else None
 
-    async def load(self) -> bool:
-        settings = self._detector_settings = detector_settings(self.settings)
+    def __init__(self, settings: ModelSettings) -> None:
+        super().__init__(settings)
         # One detector call at a time: detectors are not thread-safe, and
         # stateful ones must see their updates in order.
         self._calls = asyncio.Lock()
         self._state: DetectorState | None = None
         self._window: BatchWindow | None = None
+
+    async def load(self) -> bool:
+        settings = self._detector_settings = detector_settings(self.settings)
         if self.settings.max_batch_size > 1:
             raise ConfigurationError(
                 f"model '{self.name}': adaptive batching (max_batch_size) would run unrelated requests as "
@@ -113,11 +116,11 @@ class AlibiDetectModel(Model):
 
     async def unload(self) -> bool:
         # Open windows run now: their requests get answers, the state its updates.
-        if getattr(self, "_window", None) is not None:
-            await self._window.drain()  # type: ignore[union-attr]
-        if getattr(self, "_state", None) is not None:
+        if self._window is not None:
+            await self._window.drain()
+        if self._state is not None:
             async with self._calls:
-                await run_in_thread(self._state.save)  # type: ignore[union-attr]
+                await run_in_thread(self._state.save)
         return True
 
     async def _detect(self, instances: np.ndarray, parameters: dict[str, Any]) -> Detection:
