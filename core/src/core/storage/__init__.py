@@ -36,6 +36,8 @@ async def localise(settings: ModelSettings, server: Settings) -> tuple[ModelSett
     uri = settings.parameters.uri
     if uri is None or not is_remote(uri):
         return settings, None
+    # The loop's default executor, not core.run_in_thread's pool: a download
+    # may take minutes, and that pool runs the models' calls.
     fetched = await asyncio.to_thread(fetch, uri, server)
     local = settings.model_copy(deep=True)
     local.parameters.uri = str(fetched.path)
