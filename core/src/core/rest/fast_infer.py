@@ -23,6 +23,7 @@ from ..workers.model import WorkerModel
 from .binary import (
     ALL_BINARY,
     INFERENCE_HEADER,
+    BinaryOutputs,
     read_binary_inputs,
     render_binary,
     single_input_request,
@@ -57,6 +58,19 @@ def parse_inference_request(body: bytes | memoryview) -> InferenceRequest:
     return payload
 
 
+def parse_framed_request(body: bytes, declared: str | None) -> tuple[InferenceRequest, BinaryOutputs | None]:
+    """A JSON request, or one in the binary extension (`declared`: its
+    Inference-Header-Content-Length, not "0"), and the outputs it asks for
+    as raw bytes."""
+    if declared is None:
+        payload = parse_inference_request(body)
+    else:
+        header, raw = split_body(body, declared)
+        payload = parse_inference_request(header)
+        read_binary_inputs(payload, raw)
+    return payload, take_binary_outputs(payload)
+
+
 async def infer_body(
     dataplane: DataPlane, name: str, version: str | None, headers: Mapping[str, str], body: bytes
 ) -> tuple[bytes, list[tuple[bytes, bytes]]]:
@@ -64,18 +78,12 @@ async def infer_body(
     `headers` has lower-case names. The binary extension costs a plain JSON
     request one header lookup and a look at its parameters."""
     declared = headers.get(INFERENCE_HEADER)
-    if declared is None:
-        payload = parse_inference_request(body)
-        binary = take_binary_outputs(payload)
-    elif declared == "0":
+    if declared == "0":
         metadata = await dataplane.model_metadata(name, version)
         payload = single_input_request(metadata, body)
-        binary = ALL_BINARY  # as Triton: a request without JSON cannot ask, so it gets raw outputs
+        binary: BinaryOutputs | None = ALL_BINARY  # as Triton: a request without JSON cannot ask
     else:
-        header, raw = split_body(body, declared)
-        payload = parse_inference_request(header)
-        read_binary_inputs(payload, raw)
-        binary = take_binary_outputs(payload)
+        payload, binary = parse_framed_request(body, declared)
     response = await dataplane.infer(payload, name, version, headers)
     model_headers = encode_model_headers(name, take_model_headers(response))
     if binary is None:

@@ -17,9 +17,10 @@ from starlette.responses import Response, StreamingResponse
 from ..dataplane import DataPlane
 from ..errors import CoreError
 from ..types import InferenceRequest, InferenceResponse
+from .binary import INFERENCE_HEADER
 from .body import read_body
 from .dataplane_routes import ERROR_RESPONSES, INFER_BODY, versioned_route
-from .fast_infer import encode_model_headers, parse_inference_request, take_model_headers
+from .fast_infer import encode_model_headers, parse_framed_request, take_model_headers
 from .generate import generate_request, generate_response, merge_generate_responses
 from .responses import JSONResponse, dumps, response_content
 
@@ -110,7 +111,8 @@ def streaming_router(dataplane: DataPlane, max_body_size: int) -> APIRouter:
 
     async def infer_stream(request: Request, name: str, version: str | None = None) -> Response:
         body = await read_body(request.headers, request.receive, max_body_size)
-        payload = parse_inference_request(body)
+        # Inputs may come in the binary extension; events carry outputs as JSON.
+        payload, _ = parse_framed_request(body, request.headers.get(INFERENCE_HEADER))
         return await sse_response(dataplane, request, name, version, payload, response_content)
 
     async def generate_stream(request: Request, name: str, version: str | None = None) -> Response:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .datatypes import Datatype
 
@@ -112,6 +112,12 @@ class MetadataModelResponse(_Base):
     inputs: list[MetadataTensor] = Field(default_factory=list)
     outputs: list[MetadataTensor] = Field(default_factory=list)
     parameters: Parameters | None = None
+
+    @field_validator("versions", "inputs", "outputs", mode="before")
+    @classmethod
+    def _null_is_empty(cls, value: Any) -> Any:
+        # Optional in OIP: KServe sends "versions": null.
+        return [] if value is None else value
 
 
 class InferenceErrorResponse(_Base):

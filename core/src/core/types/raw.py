@@ -36,11 +36,12 @@ def itemsize(datatype: Datatype) -> int | None:
     return 2 if datatype == Datatype.BF16 else _WIRE_DTYPES[datatype].itemsize
 
 
-def decode_raw(name: str, datatype: Datatype, shape: list[int], raw: Buffer) -> Any:
+def decode_raw(name: str, datatype: Datatype, shape: list[int], raw: Buffer, *, limited: bool = True) -> Any:
     """The elements of a raw tensor: a flat numpy array, or a list of bytes
     for BYTES (what `core.types.to_ndarray` takes). The shape is checked
-    first (dimensions, the BYTES element limit: `core.types.limits`)."""
-    count = element_count(name, shape, datatype)
+    first (dimensions, and unless not `limited`, as on a client reading a
+    response, the BYTES element limit: `core.types.limits`)."""
+    count = element_count(name, shape, datatype if limited else None)
     size = itemsize(datatype)
     if size is None:
         return _split_bytes(name, raw, count)

@@ -110,13 +110,16 @@ def _numeric_array(name: str, datatype: Datatype, data: Any) -> np.ndarray:
             raise BadRequest(f"tensor '{name}': values out of range for {datatype.value} [{low}, {high}]")
     if target.kind == "f" and raw.dtype.kind == "f" and target.itemsize < raw.itemsize:
         # Only a value beyond the target's largest finite one can overflow to
-        # inf; infinities and NaN sent as such stay what they are.
+        # inf; infinities and NaN sent as such stay what they are. A value
+        # just past it that rounds to it is in range: the shortest decimal
+        # of float32's largest value (3.4028235e38, as orjson writes it) is.
         limit = _FLOAT_LIMITS[target]
         if raw.max() > limit or raw.min() < -limit:
-            if np.isfinite(raw[np.abs(raw) > limit]).any():
-                raise BadRequest(f"tensor '{name}': values out of range for {datatype.value}")
             with np.errstate(over="ignore"):
-                return raw.astype(target)
+                converted = raw.astype(target)
+            if (np.isinf(converted) & np.isfinite(raw)).any():
+                raise BadRequest(f"tensor '{name}': values out of range for {datatype.value}")
+            return converted
     return raw.astype(target)
 
 
