@@ -1,0 +1,617 @@
+"""Open Inference Protocol clients over REST, on httpx: `RESTClient` (sync)
+and `AsyncRESTClient`. Every call is described once, in `_RESTCalls`, as
+what to send and how to read the answer; the two classes differ only in how
+they send it (`_run`, `_stream`)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import ssl
+import time
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Mapping
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import orjson
+from pydantic import TypeAdapter, ValidationError
+
+from ..types import MetadataModelResponse, MetadataServerResponse, RepositoryIndexResponseItem
+from .base import USE_CLIENT_DEFAULT, Timeout, as_infer_request, call_headers, resolve_timeout
+from .errors import ClientError, http_error
+from .retry import Failure, RetryPolicy, as_policy, retry_after_seconds
+from .types import InferRequest, InferResponse, RequestedOutput
+
+INFERENCE_HEADER = "inference-header-content-length"
+_INDEX = TypeAdapter(list[RepositoryIndexResponseItem])
+Parse = Callable[[httpx.Response, str], Any]
+
+
+class _Call:
+    """One HTTP exchange: what to send, whether it is safe to repeat, whether
+    a 503 is an answer (a health check) or a reason to retry, and how the
+    response becomes the call's result."""
+
+    __slots__ = ("content", "headers", "idempotent", "method", "parse", "path", "retry_503", "timeout")
+
+    def __init__(
+        self,
+        method: str,
+        path: str,
+        parse: Parse,
+        headers: dict[str, str],
+        timeout: Timeout,
+        *,
+        content: bytes | None = None,
+        idempotent: bool = True,
+        retry_503: bool = True,
+    ) -> None:
+        self.method = method
+        self.path = path
+        self.parse = parse
+        self.headers = headers
+        self.timeout = timeout
+        self.content = content
+        self.idempotent = idempotent
+        self.retry_503 = retry_503
+
+
+class _RESTCalls:
+    """The calls of the REST API, shared by the sync and async clients:
+    each public method returns `self._run(call)`, the result itself in
+    RESTClient and an awaitable of it in AsyncRESTClient."""
+
+    def __init__(
+        self,
+        url: str = "http://127.0.0.1:8080",
+        *,
+        timeout: Timeout = 60.0,
+        retries: int | RetryPolicy | None = 3,
+        headers: Mapping[str, str] | None = None,
+        binary: bool = True,
+    ) -> None:
+        if "://" not in url:
+            url = "http://" + url
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+        self.retry_policy = as_policy(retries)
+        self.headers = dict(headers or {})
+        self.binary = binary
+
+    def _run(self, call: _Call) -> Any:
+        raise NotImplementedError
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        parse: Parse,
+        headers: Mapping[str, str] | None,
+        timeout: Any,
+        request_id: str | None = None,
+        **options: Any,
+    ) -> _Call:
+        return _Call(
+            method,
+            path,
+            parse,
+            call_headers(self.headers, headers, request_id),
+            resolve_timeout(timeout, self.timeout),
+            **options,
+        )
+
+    # Health: judged by status code alone (MLServer answers an empty 200,
+    # KServe and Triton a JSON body), and a 503 is the answer, not a retry.
+
+    def is_server_live(
+        self, *, headers: Mapping[str, str] | None = None, timeout: Any = USE_CLIENT_DEFAULT
+    ) -> Any:
+        return self._run(self._call("GET", "/v2/health/live", _succeeded, headers, timeout, retry_503=False))
+
+    def is_server_ready(
+        self, *, headers: Mapping[str, str] | None = None, timeout: Any = USE_CLIENT_DEFAULT
+    ) -> Any:
+        return self._run(self._call("GET", "/v2/health/ready", _succeeded, headers, timeout, retry_503=False))
+
+    def is_model_ready(
+        self,
+        model_name: str,
+        model_version: str | None = None,
+        *,
+        headers: Mapping[str, str] | None = None,
+        timeout: Any = USE_CLIENT_DEFAULT,
+    ) -> Any:
+        path = _model_path(model_name, model_version) + "/ready"
+        return self._run(self._call("GET", path, _succeeded, headers, timeout, retry_503=False))
+
+    # Metadata
+
+    def server_metadata(
+        self, *, headers: Mapping[str, str] | None = None, timeout: Any = USE_CLIENT_DEFAULT
+    ) -> Any:
+        return self._run(
+            self._call("GET", "/v2", _parser(MetadataServerResponse.model_validate_json), headers, timeout)
+        )
+
+    def model_metadata(
+        self,
+        model_name: str,
+        model_version: str | None = None,
+        *,
+        headers: Mapping[str, str] | None = None,
+        timeout: Any = USE_CLIENT_DEFAULT,
+    ) -> Any:
+        path = _model_path(model_name, model_version)
+        return self._run(
+            self._call("GET", path, _parser(MetadataModelResponse.model_validate_json), headers, timeout)
+        )
+
+    # Inference
+
+    def infer(
+        self,
+        model_name: str,
+        inputs: Any,
+        *,
+        outputs: list[RequestedOutput | str] | None = None,
+        model_version: str | None = None,
+        request_id: str | None = None,
+        parameters: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: Any = USE_CLIENT_DEFAULT,
+        binary_output: bool | None = None,
+        idempotent: bool = False,
+    ) -> Any:
+        """Run `inputs` (see `core.client.base.as_infer_request` for the forms
+        it takes) through `model_name`; the response is an InferResponse."""
+        request = self._infer_request(
+            model_name, inputs, outputs, model_version, request_id, parameters, binary_output
+        )
+        content, extra = request_body(request)
+        call = self._call(
+            "POST",
+            _model_path(model_name, request.model_version) + "/infer",
+            read_infer_response,
+            headers,
+            timeout,
+            request.id,
+            content=content,
+            idempotent=idempotent,
+        )
+        call.headers.update(extra)
+        return self._run(call)
+
+    def _infer_request(
+        self,
+        model_name: str,
+        inputs: Any,
+        outputs: list[RequestedOutput | str] | None,
+        model_version: str | None,
+        request_id: str | None,
+        parameters: Mapping[str, Any] | None,
+        binary_output: bool | None,
+    ) -> InferRequest:
+        binary = self.binary if binary_output is None else binary_output
+        if binary and not (parameters and "binary_data_output" in parameters):
+            own = inputs.parameters if isinstance(inputs, InferRequest) else None
+            if not (own and "binary_data_output" in own):
+                # Every output as raw bytes unless a requested output says otherwise.
+                parameters = {**(parameters or {}), "binary_data_output": True}
+        return as_infer_request(
+            model_name,
+            inputs,
+            outputs=outputs,
+            model_version=model_version,
+            request_id=request_id,
+            parameters=parameters,
+            binary_data=self.binary,
+        )
+
+    def _stream_call(
+        self, model_name: str, request: InferRequest, headers: Mapping[str, str] | None, timeout: Any
+    ) -> _Call:
+        content, extra = request_body(request)
+        call = self._call(
+            "POST",
+            _model_path(model_name, request.model_version) + "/infer_stream",
+            read_infer_response,
+            headers,
+            timeout,
+            request.id,
+            content=content,
+            idempotent=False,
+        )
+        call.headers.update(extra)
+        call.headers["accept"] = "text/event-stream"
+        return call
+
+    # Model repository
+
+    def repository_index(
+        self,
+        ready: bool = False,
+        *,
+        headers: Mapping[str, str] | None = None,
+        timeout: Any = USE_CLIENT_DEFAULT,
+    ) -> Any:
+        content = orjson.dumps({"ready": True} if ready else {})
+        call = self._call(
+            "POST", "/v2/repository/index", _parser(_INDEX.validate_json), headers, timeout, content=content
+        )
+        call.headers["content-type"] = "application/json"
+        return self._run(call)
+
+    def load_model(
+        self, model_name: str, *, headers: Mapping[str, str] | None = None, timeout: Any = USE_CLIENT_DEFAULT
+    ) -> Any:
+        path = f"/v2/repository/models/{quote(model_name, safe='')}/load"
+        return self._run(self._call("POST", path, _no_result, headers, timeout, idempotent=False))
+
+    def unload_model(
+        self, model_name: str, *, headers: Mapping[str, str] | None = None, timeout: Any = USE_CLIENT_DEFAULT
+    ) -> Any:
+        path = f"/v2/repository/models/{quote(model_name, safe='')}/unload"
+        return self._run(self._call("POST", path, _no_result, headers, timeout, idempotent=False))
+
+    # Triton's extensions: model configuration and statistics
+
+    def model_config(
+        self,
+        model_name: str,
+        model_version: str | None = None,
+        *,
+        headers: Mapping[str, str] | None = None,
+        timeout: Any = USE_CLIENT_DEFAULT,
+    ) -> Any:
+        path = _model_path(model_name, model_version) + "/config"
+        return self._run(self._call("GET", path, _parser(orjson.loads), headers, timeout))
+
+    def model_statistics(
+        self,
+        model_name: str | None = None,
+        model_version: str | None = None,
+        *,
+        headers: Mapping[str, str] | None = None,
+        timeout: Any = USE_CLIENT_DEFAULT,
+    ) -> Any:
+        path = _model_path(model_name, model_version) + "/stats" if model_name else "/v2/models/stats"
+        return self._run(self._call("GET", path, _parser(orjson.loads), headers, timeout))
+
+    # Any other route
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        content: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: Any = USE_CLIENT_DEFAULT,
+        idempotent: bool | None = None,
+    ) -> Any:
+        """Another route of the server (V1, a plugin's own), with the
+        client's headers, retries and TLS: the httpx.Response, whatever its
+        status. Only GET, HEAD and OPTIONS count as idempotent unless said."""
+        if json is not None:
+            content = orjson.dumps(json, option=orjson.OPT_SERIALIZE_NUMPY)
+        safe = method.upper() in ("GET", "HEAD", "OPTIONS") if idempotent is None else idempotent
+        call = self._call(method, path, _response, headers, timeout, content=content, idempotent=safe)
+        if json is not None:
+            call.headers["content-type"] = "application/json"
+        return self._run(call)
+
+
+def tls(verify: Any, cert: Any) -> Any:
+    """httpx's `verify` from the client's `verify` and `cert` as KServe's
+    RESTConfig takes them (a CA bundle path, True/False, an SSLContext; a
+    client certificate path, or (cert, key) or (cert, key, password)), as
+    the SSLContext httpx now wants for paths and client certificates."""
+    if not isinstance(verify, (str, os.PathLike)) and cert is None:
+        return verify
+    if isinstance(verify, ssl.SSLContext):
+        context = verify
+    elif isinstance(verify, (str, os.PathLike)):
+        folder = os.path.isdir(verify)
+        context = ssl.create_default_context(
+            capath=verify if folder else None, cafile=None if folder else verify
+        )
+    else:
+        context = ssl.create_default_context()
+        if verify is False:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+    if cert is not None:
+        context.load_cert_chain(*((cert,) if isinstance(cert, (str, os.PathLike)) else cert))
+    return context
+
+
+def _model_path(model_name: str, model_version: str | None) -> str:
+    path = f"/v2/models/{quote(model_name, safe='')}"
+    return f"{path}/versions/{quote(model_version, safe='')}" if model_version else path
+
+
+def request_body(request: InferRequest) -> tuple[bytes, dict[str, str]]:
+    """The request body and its content headers: JSON, or the binary tensor
+    extension's JSON header and raw tensors."""
+    content, json_length = request.to_rest()
+    if json_length is None:
+        body = (
+            content
+            if isinstance(content, bytes)
+            else orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
+        )
+        return body, {"content-type": "application/json"}
+    assert isinstance(content, bytes)
+    return content, {"content-type": "application/octet-stream", INFERENCE_HEADER: str(json_length)}
+
+
+def _check(response: httpx.Response, url: str) -> None:
+    if not response.is_success:
+        raise http_error(response.status_code, response.content, response.reason_phrase, url)
+
+
+def _response(response: httpx.Response, url: str) -> httpx.Response:
+    return response
+
+
+def _succeeded(response: httpx.Response, url: str) -> bool:
+    return response.is_success
+
+
+def _no_result(response: httpx.Response, url: str) -> None:
+    _check(response, url)
+
+
+def _parser(read: Callable[[bytes], Any]) -> Parse:
+    def parse(response: httpx.Response, url: str) -> Any:
+        _check(response, url)
+        try:
+            return read(response.content)
+        except (ValidationError, orjson.JSONDecodeError, ValueError) as error:
+            raise ClientError(f"unexpected answer: {error}", status=response.status_code, url=url) from None
+
+    return parse
+
+
+def read_infer_response(response: httpx.Response, url: str) -> InferResponse:
+    _check(response, url)
+    length = response.headers.get(INFERENCE_HEADER)
+    try:
+        if length is not None:
+            return InferResponse.from_bytes(response.content, int(length))
+        return InferResponse.from_rest(orjson.loads(response.content))
+    except (orjson.JSONDecodeError, ValueError, TypeError, KeyError) as error:
+        raise ClientError(
+            f"malformed inference response: {error}", status=response.status_code, url=url
+        ) from None
+
+
+def _failure(error: httpx.TransportError) -> Failure:
+    # Connecting (or waiting for a pooled connection) failed: nothing was sent.
+    if isinstance(error, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)):
+        return Failure.CONNECT
+    return Failure.LOST
+
+
+def _transport_error(error: httpx.TransportError, url: str) -> ClientError:
+    kind = "timed out" if isinstance(error, httpx.TimeoutException) else "failed"
+    return ClientError(f"request {kind}: {type(error).__name__}: {error}", url=url)
+
+
+def _retry_delay(
+    policy: RetryPolicy,
+    call: _Call,
+    attempt: int,
+    response: httpx.Response | None,
+    error: httpx.TransportError | None,
+) -> float | None:
+    """Seconds to wait before trying `call` again, or None not to."""
+    if error is not None:
+        return (
+            policy.delay(attempt) if policy.should_retry(_failure(error), attempt, call.idempotent) else None
+        )
+    assert response is not None
+    if (
+        response.status_code == 503
+        and call.retry_503
+        and policy.should_retry(Failure.REJECTED, attempt, call.idempotent)
+    ):
+        return policy.delay(attempt, retry_after_seconds(response.headers.get("retry-after")))
+    return None
+
+
+def _events(lines: Iterable[str], url: str) -> Iterator[InferResponse]:
+    """The responses of server-sent events; an `{"error"}` event raises."""
+    for line in lines:
+        if not line.startswith("data:"):
+            continue  # blank separators, comments, event names
+        content = orjson.loads(line[5:].strip())
+        if "error" in content and "outputs" not in content:
+            raise ClientError(str(content["error"]), url=url)
+        yield InferResponse.from_rest(content)
+
+
+class RESTClient(_RESTCalls):
+    """A synchronous OIP client over REST. `url` is the server's base URL
+    (http://host:port, or https://... with `verify` and `cert`); `auth` any
+    httpx auth; `binary` sends numpy inputs and asks for outputs in the
+    binary tensor extension (set False for servers without it, such as
+    MLServer)."""
+
+    def __init__(
+        self,
+        url: str = "http://127.0.0.1:8080",
+        *,
+        timeout: Timeout = 60.0,
+        retries: int | RetryPolicy | None = 3,
+        headers: Mapping[str, str] | None = None,
+        verify: Any = True,
+        cert: Any = None,
+        auth: Any = None,
+        binary: bool = True,
+        http2: bool = False,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        super().__init__(url, timeout=timeout, retries=retries, headers=headers, binary=binary)
+        self._http = httpx.Client(
+            verify=tls(verify, cert), auth=auth, http2=http2, transport=transport, timeout=timeout
+        )
+
+    def _send(self, call: _Call, *, stream: bool = False) -> httpx.Response:
+        url = self.url + call.path
+        attempt = 0
+        while True:
+            response = error = None
+            try:
+                request = self._http.build_request(
+                    call.method, url, content=call.content, headers=call.headers, timeout=call.timeout
+                )
+                response = self._http.send(request, stream=stream)
+            except httpx.TransportError as failure:
+                error = failure
+            delay = _retry_delay(self.retry_policy, call, attempt, response, error)
+            if delay is None:
+                if error is not None:
+                    raise _transport_error(error, url) from None
+                assert response is not None
+                return response
+            if response is not None:
+                response.close()
+            time.sleep(delay)
+            attempt += 1
+
+    def _run(self, call: _Call) -> Any:
+        return call.parse(self._send(call), self.url + call.path)
+
+    def infer_stream(
+        self,
+        model_name: str,
+        requests: Iterable[Any],
+        *,
+        model_version: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: Any = USE_CLIENT_DEFAULT,
+    ) -> Iterator[InferResponse]:
+        """The responses to each request in turn, read as server-sent events
+        of `/v2/models/{name}/infer_stream`."""
+        for inputs in requests:
+            request = self._infer_request(model_name, inputs, None, model_version, None, None, False)
+            call = self._stream_call(model_name, request, headers, timeout)
+            url = self.url + call.path
+            response = self._send(call, stream=True)
+            try:
+                if not response.is_success:
+                    response.read()
+                    _check(response, url)
+                yield from _events(response.iter_lines(), url)
+            finally:
+                response.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> RESTClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class AsyncRESTClient(_RESTCalls):
+    """The asyncio form of RESTClient: the same calls, as coroutines."""
+
+    def __init__(
+        self,
+        url: str = "http://127.0.0.1:8080",
+        *,
+        timeout: Timeout = 60.0,
+        retries: int | RetryPolicy | None = 3,
+        headers: Mapping[str, str] | None = None,
+        verify: Any = True,
+        cert: Any = None,
+        auth: Any = None,
+        binary: bool = True,
+        http2: bool = False,
+        transport: httpx.AsyncBaseTransport | None = None,
+        limits: httpx.Limits | None = None,
+    ) -> None:
+        super().__init__(url, timeout=timeout, retries=retries, headers=headers, binary=binary)
+        self._http = httpx.AsyncClient(
+            verify=tls(verify, cert),
+            auth=auth,
+            http2=http2,
+            transport=transport,
+            timeout=timeout,
+            limits=limits or httpx.Limits(max_connections=100, max_keepalive_connections=100),
+        )
+
+    async def _send(self, call: _Call, *, stream: bool = False) -> httpx.Response:
+        url = self.url + call.path
+        attempt = 0
+        while True:
+            response = error = None
+            try:
+                request = self._http.build_request(
+                    call.method, url, content=call.content, headers=call.headers, timeout=call.timeout
+                )
+                response = await self._http.send(request, stream=stream)
+            except httpx.TransportError as failure:
+                error = failure
+            delay = _retry_delay(self.retry_policy, call, attempt, response, error)
+            if delay is None:
+                if error is not None:
+                    raise _transport_error(error, url) from None
+                assert response is not None
+                return response
+            if response is not None:
+                await response.aclose()
+            await asyncio.sleep(delay)
+            attempt += 1
+
+    async def _run(self, call: _Call) -> Any:
+        return call.parse(await self._send(call), self.url + call.path)
+
+    async def infer_stream(
+        self,
+        model_name: str,
+        requests: Iterable[Any] | AsyncIterable[Any],
+        *,
+        model_version: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: Any = USE_CLIENT_DEFAULT,
+    ) -> AsyncIterator[InferResponse]:
+        """The responses to each request in turn, read as server-sent events."""
+        async for inputs in _aiter(requests):
+            request = self._infer_request(model_name, inputs, None, model_version, None, None, False)
+            call = self._stream_call(model_name, request, headers, timeout)
+            url = self.url + call.path
+            response = await self._send(call, stream=True)
+            try:
+                if not response.is_success:
+                    await response.aread()
+                    _check(response, url)
+                async for line in response.aiter_lines():
+                    for result in _events((line,), url):
+                        yield result
+            finally:
+                await response.aclose()
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncRESTClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+
+async def _aiter(items: Iterable[Any] | AsyncIterable[Any]) -> AsyncIterator[Any]:
+    if isinstance(items, AsyncIterable):
+        async for item in items:
+            yield item
+    else:
+        for item in items:
+            yield item
