@@ -17,6 +17,7 @@ from .errors import CoreError, InferenceError, ModelLoadError, ModelNotFound
 from .model import Model
 from .model_config import triton_model_config
 from .model_context import current_model
+from .model_hooks import HookTimes, hook_headers, postprocess, preprocess
 from .registry import ModelRegistry, version_key
 from .repository import FoundModel, find_models
 from .settings import ModelSettings, Settings
@@ -174,12 +175,18 @@ class DataPlane:
         statistics = model.statistics
         started = time.perf_counter_ns()
         token = current_model.set(model)
+        predicted = payload
         try:
             _prepare(payload, headers)
             compute_started = time.perf_counter_ns()
             with expiring(self._deadline(model, payload)):
-                response = await method(payload)
-            compute_ns = time.perf_counter_ns() - compute_started
+                # A class-level flag, set when the class is defined: models
+                # without hooks pay one attribute lookup.
+                if model.runs_preprocess or model.runs_postprocess:
+                    predicted, response, compute_ns = await self._hooked(model, method, payload)
+                else:
+                    response = await method(payload)
+                    compute_ns = time.perf_counter_ns() - compute_started
         except CoreError:
             statistics.failed(time.perf_counter_ns() - started)
             raise
@@ -192,10 +199,42 @@ class DataPlane:
         _stamp(response, payload, model)
         # Triton counts each item of a batch as one inference.
         inferences = 1
-        if model.settings.max_batch_size > 0 and payload.inputs and payload.inputs[0].shape:
-            inferences = payload.inputs[0].shape[0]
+        if model.settings.max_batch_size > 0 and predicted.inputs and predicted.inputs[0].shape:
+            inferences = predicted.inputs[0].shape[0]
         statistics.succeeded(time.perf_counter_ns() - started, compute_ns, inferences)
         return response
+
+    async def _hooked(
+        self,
+        model: Model,
+        method: Callable[[InferenceRequest], Awaitable[InferenceResponse]],
+        payload: InferenceRequest,
+    ) -> tuple[InferenceRequest, InferenceResponse, int]:
+        """`method` between the model's hooks (those it has): the request it
+        ran on, the response, and its own time in nanoseconds. With adaptive
+        batching `method` is the batcher's: each request is preprocessed on
+        its own before it joins a batch, and its part of the batch's response
+        postprocessed on its own."""
+        headers = hook_headers(payload)
+        times = HookTimes()
+        started = time.perf_counter()
+        request = payload
+        if model.runs_preprocess:
+            request = await preprocess(model, payload, headers)
+        times.predict_started = time.perf_counter()
+        response = await method(request)
+        times.predict_ended = time.perf_counter()
+        if model.runs_postprocess:
+            response = await postprocess(model, response, headers)
+        times.preprocess = times.predict_started - started
+        times.predict = times.predict_ended - times.predict_started
+        times.postprocess = time.perf_counter() - times.predict_ended
+        self._hooks_timed(model, method.__name__, times)
+        return request, response, int(times.predict * 1e9)
+
+    def _hooks_timed(self, model: Model, verb: str, times: HookTimes) -> None:
+        """A call of `model` with hooks has succeeded ("predict", "explain",
+        "predict_stream"); MeasuredDataPlane records its steps."""
 
     async def infer_stream(
         self,
@@ -209,7 +248,9 @@ class DataPlane:
         `__anext__`, whose errors (unknown model, bad request, a model that
         implements neither streaming nor predict) come before any response;
         later ones end the stream. Any error is a CoreError. Counted as one
-        inference when the stream ends."""
+        inference when the stream ends. A model's `preprocess` runs on the
+        request before its stream starts, its `postprocess` on each response
+        (each within the deadline of a response)."""
         model = self.registry.get(name, version)
         statistics = model.statistics
         started = time.perf_counter_ns()
@@ -217,7 +258,21 @@ class DataPlane:
             _prepare(payload, headers)
             client = parameter_timeout(payload.parameters)
             timeout = self._model_timeout(model)
-            responses = model.predict_stream(_single(payload))
+            times: HookTimes | None = None
+            headers_for_hooks: dict[str, str] = {}
+            request = payload
+            if model.runs_preprocess or model.runs_postprocess:
+                times, headers_for_hooks = HookTimes(), hook_headers(payload)
+                if model.runs_preprocess:
+                    preprocess_started = time.perf_counter()
+                    token = current_model.set(model)
+                    try:
+                        with expiring(call_deadline(model.name, timeout, client)):
+                            request = await preprocess(model, payload, headers_for_hooks)
+                    finally:
+                        current_model.reset(token)
+                    times.preprocess = time.perf_counter() - preprocess_started
+            responses = model.predict_stream(_single(request))
             try:
                 while True:
                     # The model's code runs in its context; the consumer's, between
@@ -227,6 +282,10 @@ class DataPlane:
                     try:
                         with expiring(call_deadline(model.name, timeout, client)):
                             response = await anext(responses)
+                            if times is not None and model.runs_postprocess:
+                                postprocess_started = time.perf_counter()
+                                response = await postprocess(model, response, headers_for_hooks)
+                                times.postprocess += time.perf_counter() - postprocess_started
                     except StopAsyncIteration:
                         break
                     finally:
@@ -249,6 +308,9 @@ class DataPlane:
             raise InferenceError.raised_by(model.name, error) from None
         elapsed = time.perf_counter_ns() - started
         statistics.succeeded(elapsed, elapsed, 1)
+        if times is not None:
+            times.predict = max(0.0, elapsed / 1e9 - times.preprocess - times.postprocess)
+            self._hooks_timed(model, "predict_stream", times)
 
     def model_names(self) -> list[str]:
         """The names of the models loaded or loading, whatever their state."""

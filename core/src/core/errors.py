@@ -95,6 +95,24 @@ class InferenceError(CoreError):
         return cls(f"model '{model}' failed: {type(error).__name__}: {error}")
 
 
+class BadGateway(CoreError):
+    """A server called on a request's behalf (a transformer's predictor)
+    gave no usable answer: unreachable, too slow, or failing itself."""
+
+    status_code = 502
+    grpc_code = "UNAVAILABLE"
+
+
+class UpstreamError(CoreError):
+    """A server called on a request's behalf (a transformer's predictor)
+    refused the request: its answer, passed on with its own status."""
+
+    def __init__(self, message: str, status_code: int, grpc_code: str) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.grpc_code = grpc_code
+
+
 class ModelLoadError(CoreError):
     status_code = 500
     grpc_code = "INTERNAL"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from .codecs.base import InputCodec, RequestCodec, content_type_of
 from .codecs.decorator import encode_result
@@ -22,6 +22,9 @@ from .types import (
     ResponseOutput,
 )
 
+if TYPE_CHECKING:
+    from .transformer import Predictor
+
 
 class Model:
     """Subclass it, implement `load` and `predict`, and point `implementation`
@@ -32,6 +35,17 @@ class Model:
     # whose parameters are equal merge, and they keep their values (for a
     # model whose parameters set how the whole call runs, as generation's do).
     batch_by_parameter_values: ClassVar[bool] = False
+
+    # Whether the class overrides `preprocess` / `postprocess`: found once,
+    # when the class is defined (not for setting). The dataplane calls no
+    # hook a class leaves as the base's no-op.
+    runs_preprocess: ClassVar[bool] = False
+    runs_postprocess: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.runs_preprocess = cls.preprocess is not Model.preprocess
+        cls.runs_postprocess = cls.postprocess is not Model.postprocess
 
     @classmethod
     def replica_limit(cls, settings: ModelSettings) -> int | None:
@@ -49,6 +63,8 @@ class Model:
         self.ready = False
         # Counted by the dataplane; a reloaded version starts from zero, as in Triton.
         self.statistics = InferenceStatistics()
+        # A transformer's predictor (settings with `predictor_url`): opened at load.
+        self._predictor: Predictor | None = None
 
     @property
     def settings(self) -> ModelSettings:
@@ -81,7 +97,12 @@ class Model:
         self._outputs = {tensor.name: tensor for tensor in value}
 
     async def load(self) -> bool:
-        """Load the artifact. Return True when the model can serve."""
+        """Load the artifact. Return True when the model can serve. A
+        transformer (`predictor_url` in its settings) opens the client of
+        its predictor here: one that overrides `load` calls `super().load()`
+        (else the client opens at the first request)."""
+        if self._settings.predictor_url:
+            self._open_predictor()
         return True
 
     def check_request(self, payload: InferenceRequest) -> None:
@@ -90,8 +111,31 @@ class Model:
         not with its whole batch. Called only with batching on; `predict`
         sees every request either way. By default: nothing to check."""
 
+    async def preprocess(self, payload: InferenceRequest, headers: dict[str, str]) -> InferenceRequest:
+        """KServe's pre-processing hook: the request `predict` gets, made from
+        the one the client sent (the same object, changed, or a new one).
+        `headers` are the request's transport headers (lower-case names;
+        gRPC metadata). Runs once per request, before adaptive batching
+        merges it with others. By default: not called at all."""
+        return payload
+
+    async def postprocess(self, response: InferenceResponse, headers: dict[str, str]) -> InferenceResponse:
+        """KServe's post-processing hook: the response the client gets, made
+        from `predict`'s (with adaptive batching, from this request's part
+        of the batch's response). By default: not called at all."""
+        return response
+
     async def predict(self, payload: InferenceRequest) -> InferenceResponse:
-        raise NotImplementedByModel(f"model '{self.name}' does not implement predict")
+        """One inference. A transformer (`predictor_url` in its settings)
+        need not implement it: by default it forwards `payload` (after
+        `preprocess`) to the predictor and returns its answer (to
+        `postprocess`)."""
+        predictor = self._predictor
+        if predictor is None:
+            if not self._settings.predictor_url:
+                raise NotImplementedByModel(f"model '{self.name}' does not implement predict")
+            predictor = self._open_predictor()
+        return await predictor.infer(payload)
 
     async def predict_stream(
         self, payloads: AsyncIterator[InferenceRequest]
@@ -110,7 +154,19 @@ class Model:
         raise NotImplementedByModel(f"model '{self.name}' does not implement explain")
 
     async def unload(self) -> bool:
+        """Free resources. A transformer closes its predictor's client here:
+        one that overrides `unload` calls `super().unload()`."""
+        predictor, self._predictor = self._predictor, None
+        if predictor is not None:
+            await predictor.close()
         return True
+
+    def _open_predictor(self) -> Predictor:
+        from .transformer import Predictor
+
+        if self._predictor is None:
+            self._predictor = Predictor(self._settings)
+        return self._predictor
 
     async def metadata(self) -> MetadataModelResponse:
         settings = self._settings

@@ -20,6 +20,8 @@ logger = logging.getLogger(__name__)
 
 SETTINGS_FILENAME = "settings.json"
 MODEL_SETTINGS_FILENAME = "model-settings.json"
+# The schemes of a transformer's `predictor_url`, and the transport each means.
+PREDICTOR_SCHEMES = {"http": "rest", "https": "rest", "grpc": "grpc", "grpcs": "grpc"}
 
 
 class Settings(BaseSettings):
@@ -173,9 +175,38 @@ class ModelSettings(BaseSettings):
     # None: the server's model_timeout and model_load_timeout.
     timeout: float | None = Field(default=None, ge=0)
     load_timeout: float | None = Field(default=None, ge=0)
+    # Transformer mode (KServe's): with `predictor_url`, the model's
+    # `predict` forwards each request, after its `preprocess`, to the OIP
+    # server there, and the answer goes to its `postprocess`. http(s)://HOST:PORT:
+    # REST; grpc(s)://HOST:PORT: gRPC. `implementation` may then be omitted
+    # (core.Model: forwarding alone). `predictor_model`: the model's name at
+    # the predictor (None: this model's name); `predictor_timeout`: seconds
+    # each forwarded request may take, connecting included.
+    predictor_url: str | None = None
+    predictor_model: str | None = None
+    predictor_timeout: float = Field(default=60.0, gt=0)
 
     # The model-settings.json this came from: relative paths resolve against its folder.
     _source: Path | None = PrivateAttr(default=None)
+
+    @field_validator("predictor_url")
+    @classmethod
+    def _predictor_scheme(cls, value: str | None) -> str | None:
+        if not value:
+            return None  # an environment variable cannot say null
+        scheme, separator, address = value.partition("://")
+        if not separator or scheme.lower() not in PREDICTOR_SCHEMES or not address.strip("/"):
+            raise ValueError(
+                f"'{value}' is not a predictor address: expected http(s)://HOST:PORT (REST) "
+                "or grpc(s)://HOST:PORT (gRPC)"
+            )
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _transformer_needs_no_implementation(self) -> ModelSettings:
+        if self.predictor_url and not self.implementation:
+            self.implementation = "core.Model"
+        return self
 
     @model_validator(mode="after")
     def _queue_holds_a_batch(self) -> ModelSettings:

@@ -49,7 +49,8 @@ class DefaultMetrics:
         self.preprocess = self._family(
             "histogram",
             "request_preprocess_seconds",
-            "Time from an inference request's arrival to the model call: reading, parsing and checking it.",
+            "Time from an inference request's arrival to the model call: reading, parsing and "
+            "checking it, and the model's preprocess hook.",
             MODEL_LABELS,
         )
         self.predict = self._family(
@@ -58,7 +59,8 @@ class DefaultMetrics:
         self.postprocess = self._family(
             "histogram",
             "request_postprocess_seconds",
-            "Time from the end of the model call to the response being written.",
+            "Time from the end of the model call to the response being written, "
+            "with the model's postprocess hook.",
             MODEL_LABELS,
         )
         self.explain = self._family(

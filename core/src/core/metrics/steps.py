@@ -9,12 +9,15 @@ departure by the entry that hands the request to the dataplane (the REST
 middleware and gRPC interceptor in the server process, the worker's call
 handler in a worker), through a `RequestSteps` in a context variable:
 
-    preprocess   arrival .. model call (reading, parsing, checking the request)
+    preprocess   arrival .. model call (reading, parsing, checking the
+                 request, and the model's `preprocess` hook)
     predict      the model call
-    postprocess  end of the model call .. response ready (encoding it)
+    postprocess  end of the model call .. response ready (the model's
+                 `postprocess` hook, encoding the response)
 
 Requests that arrive another way (V1, generate, streaming) get the model
-call's counts and time only."""
+call's counts and time only; and, for a model with hooks, the time of its
+hooks as their preprocess and postprocess steps."""
 
 from __future__ import annotations
 
@@ -26,6 +29,7 @@ from typing import TypeVar
 
 from ..dataplane import DataPlane
 from ..model import Model
+from ..model_hooks import HookTimes
 from ..types import InferenceRequest, InferenceResponse
 from ..workers.model import WorkerModel
 from .families import DefaultMetrics, ModelMetrics
@@ -138,6 +142,8 @@ class MeasuredDataPlane(DataPlane):
             raise
         ended = time.perf_counter()
         metrics.success.inc()
+        if model.runs_preprocess or model.runs_postprocess:
+            return response  # its steps are timed one by one: `_hooks_timed`
         if method.__name__ == "explain":
             metrics.explain.observe(ended - started)
             return response
@@ -156,7 +162,8 @@ class MeasuredDataPlane(DataPlane):
         version: str | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> AsyncIterator[InferenceResponse]:
-        metrics = self.steps.model_metrics(self.registry.get(name, version))
+        model = self.registry.get(name, version)
+        metrics = self.steps.model_metrics(model)
         responses = super().infer_stream(payload, name, version, headers)
         if metrics is None:
             async for response in responses:
@@ -171,6 +178,28 @@ class MeasuredDataPlane(DataPlane):
             raise
         elapsed = time.perf_counter() - started
         metrics.success.inc()
+        if model.runs_preprocess or model.runs_postprocess:
+            return  # its steps are timed one by one: `_hooks_timed`
         metrics.predict.observe(elapsed)
         if self.steps.log_latency:
             log_latency(metrics, elapsed)
+
+    def _hooks_timed(self, model: Model, verb: str, times: HookTimes) -> None:
+        metrics = self.steps.model_metrics(model)
+        if metrics is None:
+            return
+        (metrics.explain if verb == "explain" else metrics.predict).observe(times.predict)
+        steps = request_steps.get() if verb == "predict" else None
+        if steps is not None:
+            # The request's own steps, from its arrival to its departure,
+            # take in the hooks' time.
+            steps.model, steps.predict_started, steps.predict_ended = (
+                metrics,
+                times.predict_started,
+                times.predict_ended,
+            )
+            return
+        metrics.preprocess.observe(times.preprocess)
+        metrics.postprocess.observe(times.postprocess)
+        if self.steps.log_latency:
+            log_latency(metrics, times.predict, times.preprocess, times.postprocess)
