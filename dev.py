@@ -15,6 +15,10 @@ tests there, in a second pytest session. Paths given to `test` pick the
 sessions: those under plugins/alibi-detect run in its environment, others
 in .venv; with no path, both run.
 
+`test` also sets up `.venvs/kserve` (kserve) and `.venvs/mlserver`
+(MLServer), the independent OIP servers the client tests run against, and
+gives pytest their pythons (DEV_KSERVE_PYTHON, DEV_MLSERVER_PYTHON).
+
 `test` also installs, with npm, the Azure Blob Storage emulator (azurite)
 of the storage tests into `.venvs/npm`: Node.js 20 or later, with npm, is
 needed for that."""
@@ -46,6 +50,19 @@ ALIBI_PACKAGES = [
     "tritonclient[http,grpc]>=2.40",
 ]
 
+# The independent OIP servers the client is tested against (tests/client/
+# independent_servers.py), each in a venv of its own: a KServe ModelServer
+# and MLServer, both serving a custom numpy model, so neither needs more
+# than the server itself. `test` passes their pythons to pytest as
+# DEV_KSERVE_PYTHON and DEV_MLSERVER_PYTHON.
+KSERVE_VENV = ROOT / ".venvs" / "kserve"
+KSERVE_PYTHON = KSERVE_VENV / ("Scripts" if os.name == "nt" else "bin") / "python"
+KSERVE_PACKAGES = ["kserve==0.21.0"]
+MLSERVER_VENV = ROOT / ".venvs" / "mlserver"
+MLSERVER_PYTHON = MLSERVER_VENV / ("Scripts" if os.name == "nt" else "bin") / "python"
+# MLServer 1.7.1 calls uvloop.install(); uvloop<0.22 as the benchmarks pin it (benchmarks/README.md)
+MLSERVER_PACKAGES = ["mlserver==1.7.1", "uvloop<0.22"]
+
 PACKAGES = [
     *("-e", "core[pandas,tracing]"),
     *("-e", "plugins/sklearn", "-e", "plugins/xgboost", "-e", "plugins/lightgbm"),
@@ -59,6 +76,8 @@ TEST_TOOLS = [
     "pytest>=8",
     "httpx>=0.27",
     "tritonclient[http,grpc]>=2.40",
+    # `core infer` on Parquet files (tests/e2e/test_core_infer.py)
+    "pyarrow>=15",
     "build>=1.0",
     "hatchling>=1.21",
     # compiles the official OIP proto in the wire-compatibility test; the same
@@ -101,6 +120,11 @@ def setup() -> None:
 
 def setup_alibi_detect() -> None:
     _set_up(ALIBI_VENV, ALIBI_PYTHON, ALIBI_PACKAGES)
+
+
+def setup_independent_servers() -> None:
+    _set_up(KSERVE_VENV, KSERVE_PYTHON, KSERVE_PACKAGES)
+    _set_up(MLSERVER_VENV, MLSERVER_PYTHON, MLSERVER_PACKAGES)
 
 
 def _set_up(folder: Path, python: Path, packages: list[str]) -> None:
@@ -163,7 +187,13 @@ def test(args: list[str]) -> int:
     others = [path for path in paths if path not in alibi]
     status = 0
     if others or not paths:
-        status = subprocess.call([str(PYTHON), "-m", "pytest", *options, *others], cwd=ROOT)
+        # The client tests' independent servers (tests/client/independent_servers.py)
+        env = {
+            **os.environ,
+            "DEV_KSERVE_PYTHON": str(KSERVE_PYTHON),
+            "DEV_MLSERVER_PYTHON": str(MLSERVER_PYTHON),
+        }
+        status = subprocess.call([str(PYTHON), "-m", "pytest", *options, *others], cwd=ROOT, env=env)
     if alibi or not paths:
         # The main session's tests of serving a detector from a custom
         # environment use this venv too: it is set up before either runs.
@@ -185,6 +215,7 @@ def main() -> int:
     setup()
     if sys.argv[1] == "test":
         setup_alibi_detect()
+        setup_independent_servers()
         setup_npm()
     return commands[sys.argv[1]](sys.argv[2:])
 
