@@ -317,6 +317,17 @@ class _Tensor:
 class InferInput(_Tensor):
     """An input tensor of a request."""
 
+    @classmethod
+    def encode(
+        cls, name: str, payload: Any, codec: Codec | None = None, binary_data: bool = True, **kwargs: Any
+    ) -> InferInput:
+        """An input holding `payload`, encoded by one of core's codecs
+        (`codec`, or the first that takes it): StringCodec for a list of
+        str, DatetimeCodec for datetimes, Base64Codec, NumpyCodec...; its
+        `content_type` parameter tells the server how to decode it."""
+        request = InferRequest.encode("", payload, codec, binary_data, input_name=name, **kwargs)
+        return request.inputs[0]
+
 
 class InferOutput(_Tensor):
     """An output tensor of a response."""
