@@ -25,6 +25,7 @@ from ..storage import Fetched, fetch, is_remote
 from ..storage.archives import ARCHIVE_SUFFIXES
 from ..storage.metrics import record_fetch
 from ..version import __version__
+from . import infer
 
 # CLI flag -> Settings field; flags override settings.json and CORE_* variables.
 _OVERRIDES = {
@@ -70,6 +71,7 @@ def _parser() -> argparse.ArgumentParser:
     start.add_argument("--log-format", choices=["text", "json"], help="log lines as text or JSON objects")
 
     commands.add_parser("plugins", help="list discovered plugins and what each provides")
+    infer.add_parser(commands)
     return parser
 
 
@@ -77,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "plugins":
         return _plugins()
+    if args.command == "infer":
+        return infer.run(args)
     return _start(args)
 
 
