@@ -377,6 +377,13 @@ def test_infer_stream(caller: Caller) -> None:
         assert len(responses) == 2
         for response, features in zip(responses, requests, strict=True):
             check_linear(response, features)
+    elif caller.kind == "grpc-async":
+        # grpc.aio sometimes ends a stream to an unimplemented method with
+        # INTERNAL ("Internal error from Core") instead of the server's
+        # UNIMPLEMENTED: grpc/grpc#36066, open since grpcio 1.62.
+        with pytest.raises(ClientError) as raised:
+            caller.infer_stream("iris", requests)
+        assert raised.value.code in ("UNIMPLEMENTED", "INTERNAL"), repr(raised.value)
     else:
         with error_of(caller, 404, "UNIMPLEMENTED"):
             caller.infer_stream("iris", requests)

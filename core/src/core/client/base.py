@@ -5,7 +5,7 @@ sentinel for "the client's own timeout"."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -104,6 +104,16 @@ def as_infer_request(
     )
 
 
+async def as_async_iterator(items: Iterable[Any] | AsyncIterable[Any]) -> AsyncIterator[Any]:
+    """The items of an iterable or async iterable (the requests of an async stream)."""
+    if isinstance(items, AsyncIterable):
+        async for item in items:
+            yield item
+    else:
+        for item in items:
+            yield item
+
+
 def call_headers(
     defaults: Mapping[str, str], headers: Mapping[str, str] | None, request_id: str | None = None
 ) -> dict[str, str]:
@@ -116,3 +126,156 @@ def call_headers(
     if REQUEST_ID_HEADER not in merged:
         merged[REQUEST_ID_HEADER] = request_id or uuid.uuid4().hex
     return merged
+
+
+class ClientCalls:
+    """The calls of the four clients, written once. A transport describes
+    each call (`_describe`: what to send, whether it is safe to repeat, how
+    to read the answer) and makes it (`_run`): the result itself in the sync
+    clients, an awaitable of it in the async ones."""
+
+    def _describe(
+        self, operation: str, headers: Mapping[str, str] | None, timeout: Any, **arguments: Any
+    ) -> Any:
+        raise NotImplementedError
+
+    def _run(self, call: Any) -> Any:
+        raise NotImplementedError
+
+    def _make(self, operation: str, headers: Mapping[str, str] | None, timeout: Any, **arguments: Any) -> Any:
+        return self._run(self._describe(operation, headers, timeout, **arguments))
+
+    def _infer_request(
+        self,
+        model_name: str,
+        inputs: Any,
+        outputs: Sequence[RequestedOutput | str] | None = None,
+        model_version: str | None = None,
+        request_id: str | None = None,
+        parameters: Mapping[str, Any] | None = None,
+        binary_output: bool | None = None,
+    ) -> InferRequest:
+        return as_infer_request(
+            model_name,
+            inputs,
+            outputs=outputs,
+            model_version=model_version,
+            request_id=request_id,
+            parameters=parameters,
+            binary_data=True,
+        )
+
+    # Health: judged by the status of the answer alone (MLServer answers an
+    # empty 200, KServe and Triton a body); a "no" is an answer, not a retry.
+
+    def is_server_live(
+        self, *, headers: Mapping[str, str] | None = None, timeout: Any = USE_CLIENT_DEFAULT
+    ) -> Any:
+        return self._make("server_live", headers, timeout)
+
+    def is_server_ready(
+        self, *, headers: Mapping[str, str] | None = None, timeout: Any = USE_CLIENT_DEFAULT
+    ) -> Any:
+        return self._make("server_ready", headers, timeout)
+
+    def is_model_ready(
+        self,
+        model_name: str,
+        model_version: str | None = None,
+        *,
+        headers: Mapping[str, str] | None = None,
+        timeout: Any = USE_CLIENT_DEFAULT,
+    ) -> Any:
+        return self._make("model_ready", headers, timeout, model_name=model_name, model_version=model_version)
+
+    # Metadata: core.types.MetadataServerResponse, MetadataModelResponse
+
+    def server_metadata(
+        self, *, headers: Mapping[str, str] | None = None, timeout: Any = USE_CLIENT_DEFAULT
+    ) -> Any:
+        return self._make("server_metadata", headers, timeout)
+
+    def model_metadata(
+        self,
+        model_name: str,
+        model_version: str | None = None,
+        *,
+        headers: Mapping[str, str] | None = None,
+        timeout: Any = USE_CLIENT_DEFAULT,
+    ) -> Any:
+        return self._make(
+            "model_metadata", headers, timeout, model_name=model_name, model_version=model_version
+        )
+
+    # Inference
+
+    def infer(
+        self,
+        model_name: str,
+        inputs: Any,
+        *,
+        outputs: Sequence[RequestedOutput | str] | None = None,
+        model_version: str | None = None,
+        request_id: str | None = None,
+        parameters: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: Any = USE_CLIENT_DEFAULT,
+        binary_output: bool | None = None,
+        idempotent: bool = False,
+    ) -> Any:
+        """Run `inputs` (the forms `as_infer_request` takes) through
+        `model_name`: an InferResponse. `binary_output` (REST) asks for raw
+        outputs or JSON ones, whatever the client's default; gRPC servers
+        answer raw. `idempotent`: the call may be repeated when its answer
+        is lost (see core.client.retry)."""
+        request = self._infer_request(
+            model_name, inputs, outputs, model_version, request_id, parameters, binary_output
+        )
+        return self._make("infer", headers, timeout, request=request, idempotent=idempotent)
+
+    # Model repository: index (a list of core.types.RepositoryIndexResponseItem), load, unload
+
+    def repository_index(
+        self,
+        ready: bool = False,
+        *,
+        headers: Mapping[str, str] | None = None,
+        timeout: Any = USE_CLIENT_DEFAULT,
+    ) -> Any:
+        return self._make("repository_index", headers, timeout, ready=ready)
+
+    def load_model(
+        self, model_name: str, *, headers: Mapping[str, str] | None = None, timeout: Any = USE_CLIENT_DEFAULT
+    ) -> Any:
+        return self._make("load_model", headers, timeout, model_name=model_name)
+
+    def unload_model(
+        self, model_name: str, *, headers: Mapping[str, str] | None = None, timeout: Any = USE_CLIENT_DEFAULT
+    ) -> Any:
+        return self._make("unload_model", headers, timeout, model_name=model_name)
+
+    # Triton's extensions: the model configuration and statistics, as dicts
+
+    def model_config(
+        self,
+        model_name: str,
+        model_version: str | None = None,
+        *,
+        headers: Mapping[str, str] | None = None,
+        timeout: Any = USE_CLIENT_DEFAULT,
+    ) -> Any:
+        return self._make(
+            "model_config", headers, timeout, model_name=model_name, model_version=model_version
+        )
+
+    def model_statistics(
+        self,
+        model_name: str | None = None,
+        model_version: str | None = None,
+        *,
+        headers: Mapping[str, str] | None = None,
+        timeout: Any = USE_CLIENT_DEFAULT,
+    ) -> Any:
+        return self._make(
+            "model_statistics", headers, timeout, model_name=model_name, model_version=model_version
+        )

@@ -24,10 +24,10 @@ from ..types import (
     MetadataTensor,
     RepositoryIndexResponseItem,
 )
-from .base import USE_CLIENT_DEFAULT, Timeout, as_infer_request, call_headers, resolve_timeout
+from .base import USE_CLIENT_DEFAULT, ClientCalls, Timeout, as_async_iterator, call_headers, resolve_timeout
 from .errors import ClientError, rpc_error
 from .retry import Failure, RetryPolicy, as_policy
-from .types import InferRequest, InferResponse, RequestedOutput
+from .types import InferRequest, InferResponse
 
 Parse = Callable[[Any], Any]
 
@@ -87,7 +87,10 @@ def _read(path: str | bytes | None) -> bytes | None:
         return file.read()
 
 
-class _GRPCCalls:
+class _GRPCCalls(ClientCalls):
+    """The gRPC form of each call (ClientCalls), shared by the sync and
+    async clients."""
+
     def __init__(
         self,
         url: str = "127.0.0.1:8081",
@@ -121,9 +124,6 @@ class _GRPCCalls:
             )
         self._creds = creds
 
-    def _run(self, call: _Call) -> Any:
-        raise NotImplementedError
-
     def _call(
         self,
         method: str,
@@ -137,155 +137,60 @@ class _GRPCCalls:
         metadata = tuple(call_headers(self.headers, headers, request_id).items())
         return _Call(method, message, parse, metadata, resolve_timeout(timeout, self.timeout), **options)
 
-    # Health
-
-    def is_server_live(
-        self, *, headers: Mapping[str, str] | None = None, timeout: Any = USE_CLIENT_DEFAULT
-    ) -> Any:
-        return self._run(
-            self._call("ServerLive", pb.ServerLiveRequest(), _field("live"), headers, timeout, health=True)
-        )
-
-    def is_server_ready(
-        self, *, headers: Mapping[str, str] | None = None, timeout: Any = USE_CLIENT_DEFAULT
-    ) -> Any:
-        return self._run(
-            self._call("ServerReady", pb.ServerReadyRequest(), _field("ready"), headers, timeout, health=True)
-        )
-
-    def is_model_ready(
-        self,
-        model_name: str,
-        model_version: str | None = None,
-        *,
-        headers: Mapping[str, str] | None = None,
-        timeout: Any = USE_CLIENT_DEFAULT,
-    ) -> Any:
-        message = pb.ModelReadyRequest(name=model_name, version=model_version or "")
-        return self._run(self._call("ModelReady", message, _field("ready"), headers, timeout, health=True))
-
-    # Metadata
-
-    def server_metadata(
-        self, *, headers: Mapping[str, str] | None = None, timeout: Any = USE_CLIENT_DEFAULT
-    ) -> Any:
-        return self._run(
-            self._call("ServerMetadata", pb.ServerMetadataRequest(), _server_metadata, headers, timeout)
-        )
-
-    def model_metadata(
-        self,
-        model_name: str,
-        model_version: str | None = None,
-        *,
-        headers: Mapping[str, str] | None = None,
-        timeout: Any = USE_CLIENT_DEFAULT,
-    ) -> Any:
-        message = pb.ModelMetadataRequest(name=model_name, version=model_version or "")
-        return self._run(self._call("ModelMetadata", message, _model_metadata, headers, timeout))
-
-    # Inference
-
-    def infer(
-        self,
-        model_name: str,
-        inputs: Any,
-        *,
-        outputs: list[RequestedOutput | str] | None = None,
-        model_version: str | None = None,
-        request_id: str | None = None,
-        parameters: Mapping[str, Any] | None = None,
-        headers: Mapping[str, str] | None = None,
-        timeout: Any = USE_CLIENT_DEFAULT,
-        binary_output: bool | None = None,
-        idempotent: bool = False,
-    ) -> Any:
-        """Run `inputs` through `model_name`; the response is an
-        InferResponse. Numpy inputs go as raw contents; `binary_output` is
-        accepted for the REST client's sake (gRPC servers answer raw)."""
-        request = self._infer_request(model_name, inputs, outputs, model_version, request_id, parameters)
-        call = self._call(
-            "ModelInfer",
-            request.to_grpc(),
-            InferResponse.from_grpc,
-            headers,
-            timeout,
-            request.id,
-            idempotent=idempotent,
-        )
-        return self._run(call)
-
-    def _infer_request(
-        self,
-        model_name: str,
-        inputs: Any,
-        outputs: list[RequestedOutput | str] | None = None,
-        model_version: str | None = None,
-        request_id: str | None = None,
-        parameters: Mapping[str, Any] | None = None,
-    ) -> InferRequest:
-        return as_infer_request(
-            model_name,
-            inputs,
-            outputs=outputs,
-            model_version=model_version,
-            request_id=request_id,
-            parameters=parameters,
-            binary_data=True,
-        )
-
-    # Model repository
-
-    def repository_index(
-        self,
-        ready: bool = False,
-        *,
-        headers: Mapping[str, str] | None = None,
-        timeout: Any = USE_CLIENT_DEFAULT,
-    ) -> Any:
-        message = pb.RepositoryIndexRequest(ready=ready)
-        return self._run(self._call("RepositoryIndex", message, _index, headers, timeout))
-
-    def load_model(
-        self, model_name: str, *, headers: Mapping[str, str] | None = None, timeout: Any = USE_CLIENT_DEFAULT
-    ) -> Any:
-        message = pb.RepositoryModelLoadRequest(model_name=model_name)
-        return self._run(
-            self._call("RepositoryModelLoad", message, _nothing, headers, timeout, idempotent=False)
-        )
-
-    def unload_model(
-        self, model_name: str, *, headers: Mapping[str, str] | None = None, timeout: Any = USE_CLIENT_DEFAULT
-    ) -> Any:
-        message = pb.RepositoryModelUnloadRequest(model_name=model_name)
-        return self._run(
-            self._call("RepositoryModelUnload", message, _nothing, headers, timeout, idempotent=False)
-        )
-
-    # Triton's extensions
-
-    def model_config(
-        self,
-        model_name: str,
-        model_version: str | None = None,
-        *,
-        headers: Mapping[str, str] | None = None,
-        timeout: Any = USE_CLIENT_DEFAULT,
-    ) -> Any:
-        message = pb.ModelConfigRequest(name=model_name, version=model_version or "")
-        # The configuration itself, as REST gives it (not wrapped in {"config": ...}).
-        return self._run(self._call("ModelConfig", message, _config, headers, timeout))
-
-    def model_statistics(
-        self,
-        model_name: str | None = None,
-        model_version: str | None = None,
-        *,
-        headers: Mapping[str, str] | None = None,
-        timeout: Any = USE_CLIENT_DEFAULT,
-    ) -> Any:
-        message = pb.ModelStatisticsRequest(name=model_name or "", version=model_version or "")
-        return self._run(self._call("ModelStatistics", message, _as_dict, headers, timeout))
+    def _describe(
+        self, operation: str, headers: Mapping[str, str] | None, timeout: Any, **arguments: Any
+    ) -> _Call:
+        name, version = arguments.get("model_name"), arguments.get("model_version") or ""
+        match operation:
+            case "server_live":
+                return self._call(
+                    "ServerLive", pb.ServerLiveRequest(), _field("live"), headers, timeout, health=True
+                )
+            case "server_ready":
+                message = pb.ServerReadyRequest()
+                return self._call("ServerReady", message, _field("ready"), headers, timeout, health=True)
+            case "model_ready":
+                message = pb.ModelReadyRequest(name=name, version=version)
+                return self._call("ModelReady", message, _field("ready"), headers, timeout, health=True)
+            case "server_metadata":
+                return self._call(
+                    "ServerMetadata", pb.ServerMetadataRequest(), _server_metadata, headers, timeout
+                )
+            case "model_metadata":
+                message = pb.ModelMetadataRequest(name=name, version=version)
+                return self._call("ModelMetadata", message, _model_metadata, headers, timeout)
+            case "infer":
+                request: InferRequest = arguments["request"]
+                return self._call(
+                    "ModelInfer",
+                    request.to_grpc(),
+                    InferResponse.from_grpc,
+                    headers,
+                    timeout,
+                    request.id,
+                    idempotent=arguments["idempotent"],
+                )
+            case "repository_index":
+                message = pb.RepositoryIndexRequest(ready=arguments["ready"])
+                return self._call("RepositoryIndex", message, _index, headers, timeout)
+            case "load_model":
+                message = pb.RepositoryModelLoadRequest(model_name=name)
+                return self._call(
+                    "RepositoryModelLoad", message, _nothing, headers, timeout, idempotent=False
+                )
+            case "unload_model":
+                message = pb.RepositoryModelUnloadRequest(model_name=name)
+                return self._call(
+                    "RepositoryModelUnload", message, _nothing, headers, timeout, idempotent=False
+                )
+            case "model_config":
+                # The configuration itself, as REST gives it (not wrapped in {"config": ...}).
+                message = pb.ModelConfigRequest(name=name, version=version)
+                return self._call("ModelConfig", message, _config, headers, timeout)
+            case "model_statistics":
+                message = pb.ModelStatisticsRequest(name=name or "", version=version)
+                return self._call("ModelStatistics", message, _as_dict, headers, timeout)
+        raise ValueError(f"unknown call {operation!r}")
 
     def _retry_delay(self, call: _Call, attempt: int, error: grpc.RpcError) -> float | None:
         failure = _failure(error)
@@ -530,23 +435,28 @@ class AsyncGRPCClient(_GRPCCalls):
         to_message = self._stream_messages(model_name, model_version)
         metadata = tuple(call_headers(self.headers, headers).items())
 
-        async def messages() -> AsyncIterator[pb.ModelInferRequest]:
-            if isinstance(requests, AsyncIterable):
-                async for inputs in requests:
-                    yield to_message(inputs)
-            else:
-                for inputs in requests:
-                    yield to_message(inputs)
+        call = _open_stream(self._channel)(timeout=resolve_timeout(timeout, self.timeout), metadata=metadata)
 
-        call = _open_stream(self._channel)(
-            messages(), timeout=resolve_timeout(timeout, self.timeout), metadata=metadata
-        )
+        async def send() -> None:
+            # Written by hand, not from a request iterator: a server that ends
+            # the call early (UNIMPLEMENTED) then leaves its own status, not
+            # grpc's INTERNAL from a write that raced with the end.
+            try:
+                async for inputs in as_async_iterator(requests):
+                    await call.write(to_message(inputs))
+                await call.done_writing()
+            except (grpc.RpcError, asyncio.InvalidStateError):
+                pass  # the call has ended: reading it says how
+
+        sender = asyncio.ensure_future(send())
         try:
             async for message in call:
                 yield _stream_response(self.address, message)
+            await sender
         except grpc.RpcError as error:
             raise rpc_error(error, self.address) from None
         finally:
+            sender.cancel()
             call.cancel()
 
     async def close(self) -> None:

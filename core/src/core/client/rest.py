@@ -9,7 +9,7 @@ import asyncio
 import os
 import ssl
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -18,7 +18,15 @@ import orjson
 from pydantic import TypeAdapter, ValidationError
 
 from ..types import MetadataModelResponse, MetadataServerResponse, RepositoryIndexResponseItem
-from .base import USE_CLIENT_DEFAULT, Timeout, as_infer_request, call_headers, resolve_timeout
+from .base import (
+    USE_CLIENT_DEFAULT,
+    ClientCalls,
+    Timeout,
+    as_async_iterator,
+    as_infer_request,
+    call_headers,
+    resolve_timeout,
+)
 from .errors import ClientError, http_error
 from .retry import Failure, RetryPolicy, as_policy, retry_after_seconds
 from .types import InferRequest, InferResponse, RequestedOutput
@@ -57,10 +65,9 @@ class _Call:
         self.retry_503 = retry_503
 
 
-class _RESTCalls:
-    """The calls of the REST API, shared by the sync and async clients:
-    each public method returns `self._run(call)`, the result itself in
-    RESTClient and an awaitable of it in AsyncRESTClient."""
+class _RESTCalls(ClientCalls):
+    """The REST form of each call (ClientCalls), shared by the sync and
+    async clients."""
 
     def __init__(
         self,
@@ -78,9 +85,6 @@ class _RESTCalls:
         self.retry_policy = as_policy(retries)
         self.headers = dict(headers or {})
         self.binary = binary
-
-    def _run(self, call: _Call) -> Any:
-        raise NotImplementedError
 
     def _call(
         self,
@@ -101,77 +105,58 @@ class _RESTCalls:
             **options,
         )
 
-    # Health: judged by status code alone (MLServer answers an empty 200,
-    # KServe and Triton a JSON body), and a 503 is the answer, not a retry.
+    def _describe(
+        self, operation: str, headers: Mapping[str, str] | None, timeout: Any, **arguments: Any
+    ) -> _Call:
+        name: str = arguments.get("model_name") or ""
+        version: str | None = arguments.get("model_version")
+        match operation:
+            case "server_live" | "server_ready":
+                path = "/v2/health/" + operation.removeprefix("server_")
+                return self._call("GET", path, _succeeded, headers, timeout, retry_503=False)
+            case "model_ready":
+                path = _model_path(name, version) + "/ready"
+                return self._call("GET", path, _succeeded, headers, timeout, retry_503=False)
+            case "server_metadata":
+                return self._call(
+                    "GET", "/v2", _parser(MetadataServerResponse.model_validate_json), headers, timeout
+                )
+            case "model_metadata":
+                parse = _parser(MetadataModelResponse.model_validate_json)
+                return self._call("GET", _model_path(name, version), parse, headers, timeout)
+            case "infer":
+                request: InferRequest = arguments["request"]
+                return self._infer_call(request, "/infer", headers, timeout, arguments["idempotent"])
+            case "repository_index":
+                content = orjson.dumps({"ready": True} if arguments["ready"] else {})
+                parse = _parser(_INDEX.validate_json)
+                call = self._call("POST", "/v2/repository/index", parse, headers, timeout, content=content)
+                call.headers["content-type"] = "application/json"
+                return call
+            case "load_model" | "unload_model":
+                path = f"/v2/repository/models/{quote(name, safe='')}/{operation.removesuffix('_model')}"
+                return self._call("POST", path, _no_result, headers, timeout, idempotent=False)
+            case "model_config":
+                path = _model_path(name, version) + "/config"
+                return self._call("GET", path, _parser(orjson.loads), headers, timeout)
+            case "model_statistics":
+                path = _model_path(name, version) + "/stats" if name else "/v2/models/stats"
+                return self._call("GET", path, _parser(orjson.loads), headers, timeout)
+        raise ValueError(f"unknown call {operation!r}")
 
-    def is_server_live(
-        self, *, headers: Mapping[str, str] | None = None, timeout: Any = USE_CLIENT_DEFAULT
-    ) -> Any:
-        return self._run(self._call("GET", "/v2/health/live", _succeeded, headers, timeout, retry_503=False))
-
-    def is_server_ready(
-        self, *, headers: Mapping[str, str] | None = None, timeout: Any = USE_CLIENT_DEFAULT
-    ) -> Any:
-        return self._run(self._call("GET", "/v2/health/ready", _succeeded, headers, timeout, retry_503=False))
-
-    def is_model_ready(
+    def _infer_call(
         self,
-        model_name: str,
-        model_version: str | None = None,
-        *,
-        headers: Mapping[str, str] | None = None,
-        timeout: Any = USE_CLIENT_DEFAULT,
-    ) -> Any:
-        path = _model_path(model_name, model_version) + "/ready"
-        return self._run(self._call("GET", path, _succeeded, headers, timeout, retry_503=False))
-
-    # Metadata
-
-    def server_metadata(
-        self, *, headers: Mapping[str, str] | None = None, timeout: Any = USE_CLIENT_DEFAULT
-    ) -> Any:
-        return self._run(
-            self._call("GET", "/v2", _parser(MetadataServerResponse.model_validate_json), headers, timeout)
-        )
-
-    def model_metadata(
-        self,
-        model_name: str,
-        model_version: str | None = None,
-        *,
-        headers: Mapping[str, str] | None = None,
-        timeout: Any = USE_CLIENT_DEFAULT,
-    ) -> Any:
-        path = _model_path(model_name, model_version)
-        return self._run(
-            self._call("GET", path, _parser(MetadataModelResponse.model_validate_json), headers, timeout)
-        )
-
-    # Inference
-
-    def infer(
-        self,
-        model_name: str,
-        inputs: Any,
-        *,
-        outputs: list[RequestedOutput | str] | None = None,
-        model_version: str | None = None,
-        request_id: str | None = None,
-        parameters: Mapping[str, Any] | None = None,
-        headers: Mapping[str, str] | None = None,
-        timeout: Any = USE_CLIENT_DEFAULT,
-        binary_output: bool | None = None,
-        idempotent: bool = False,
-    ) -> Any:
-        """Run `inputs` (see `core.client.base.as_infer_request` for the forms
-        it takes) through `model_name`; the response is an InferResponse."""
-        request = self._infer_request(
-            model_name, inputs, outputs, model_version, request_id, parameters, binary_output
-        )
-        content, extra = request_body(request)
+        request: InferRequest,
+        route: str,
+        headers: Mapping[str, str] | None,
+        timeout: Any,
+        idempotent: bool,
+    ) -> _Call:
+        content, framing = request_body(request)
+        path = _model_path(request.model_name, request.model_version) + route
         call = self._call(
             "POST",
-            _model_path(model_name, request.model_version) + "/infer",
+            path,
             read_infer_response,
             headers,
             timeout,
@@ -179,18 +164,18 @@ class _RESTCalls:
             content=content,
             idempotent=idempotent,
         )
-        call.headers.update(extra)
-        return self._run(call)
+        call.headers.update(framing)
+        return call
 
     def _infer_request(
         self,
         model_name: str,
         inputs: Any,
-        outputs: list[RequestedOutput | str] | None,
-        model_version: str | None,
-        request_id: str | None,
-        parameters: Mapping[str, Any] | None,
-        binary_output: bool | None,
+        outputs: Sequence[RequestedOutput | str] | None = None,
+        model_version: str | None = None,
+        request_id: str | None = None,
+        parameters: Mapping[str, Any] | None = None,
+        binary_output: bool | None = None,
     ) -> InferRequest:
         binary = self.binary if binary_output is None else binary_output
         if binary and not (parameters and "binary_data_output" in parameters):
@@ -208,75 +193,10 @@ class _RESTCalls:
             binary_data=self.binary,
         )
 
-    def _stream_call(
-        self, model_name: str, request: InferRequest, headers: Mapping[str, str] | None, timeout: Any
-    ) -> _Call:
-        content, extra = request_body(request)
-        call = self._call(
-            "POST",
-            _model_path(model_name, request.model_version) + "/infer_stream",
-            read_infer_response,
-            headers,
-            timeout,
-            request.id,
-            content=content,
-            idempotent=False,
-        )
-        call.headers.update(extra)
+    def _stream_call(self, request: InferRequest, headers: Mapping[str, str] | None, timeout: Any) -> _Call:
+        call = self._infer_call(request, "/infer_stream", headers, timeout, idempotent=False)
         call.headers["accept"] = "text/event-stream"
         return call
-
-    # Model repository
-
-    def repository_index(
-        self,
-        ready: bool = False,
-        *,
-        headers: Mapping[str, str] | None = None,
-        timeout: Any = USE_CLIENT_DEFAULT,
-    ) -> Any:
-        content = orjson.dumps({"ready": True} if ready else {})
-        call = self._call(
-            "POST", "/v2/repository/index", _parser(_INDEX.validate_json), headers, timeout, content=content
-        )
-        call.headers["content-type"] = "application/json"
-        return self._run(call)
-
-    def load_model(
-        self, model_name: str, *, headers: Mapping[str, str] | None = None, timeout: Any = USE_CLIENT_DEFAULT
-    ) -> Any:
-        path = f"/v2/repository/models/{quote(model_name, safe='')}/load"
-        return self._run(self._call("POST", path, _no_result, headers, timeout, idempotent=False))
-
-    def unload_model(
-        self, model_name: str, *, headers: Mapping[str, str] | None = None, timeout: Any = USE_CLIENT_DEFAULT
-    ) -> Any:
-        path = f"/v2/repository/models/{quote(model_name, safe='')}/unload"
-        return self._run(self._call("POST", path, _no_result, headers, timeout, idempotent=False))
-
-    # Triton's extensions: model configuration and statistics
-
-    def model_config(
-        self,
-        model_name: str,
-        model_version: str | None = None,
-        *,
-        headers: Mapping[str, str] | None = None,
-        timeout: Any = USE_CLIENT_DEFAULT,
-    ) -> Any:
-        path = _model_path(model_name, model_version) + "/config"
-        return self._run(self._call("GET", path, _parser(orjson.loads), headers, timeout))
-
-    def model_statistics(
-        self,
-        model_name: str | None = None,
-        model_version: str | None = None,
-        *,
-        headers: Mapping[str, str] | None = None,
-        timeout: Any = USE_CLIENT_DEFAULT,
-    ) -> Any:
-        path = _model_path(model_name, model_version) + "/stats" if model_name else "/v2/models/stats"
-        return self._run(self._call("GET", path, _parser(orjson.loads), headers, timeout))
 
     # Any other route
 
@@ -498,7 +418,7 @@ class RESTClient(_RESTCalls):
         of `/v2/models/{name}/infer_stream`."""
         for inputs in requests:
             request = self._infer_request(model_name, inputs, None, model_version, None, None, False)
-            call = self._stream_call(model_name, request, headers, timeout)
+            call = self._stream_call(request, headers, timeout)
             url = self.url + call.path
             response = self._send(call, stream=True)
             try:
@@ -583,9 +503,9 @@ class AsyncRESTClient(_RESTCalls):
         timeout: Any = USE_CLIENT_DEFAULT,
     ) -> AsyncIterator[InferResponse]:
         """The responses to each request in turn, read as server-sent events."""
-        async for inputs in _aiter(requests):
+        async for inputs in as_async_iterator(requests):
             request = self._infer_request(model_name, inputs, None, model_version, None, None, False)
-            call = self._stream_call(model_name, request, headers, timeout)
+            call = self._stream_call(request, headers, timeout)
             url = self.url + call.path
             response = await self._send(call, stream=True)
             try:
@@ -606,12 +526,3 @@ class AsyncRESTClient(_RESTCalls):
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
-
-
-async def _aiter(items: Iterable[Any] | AsyncIterable[Any]) -> AsyncIterator[Any]:
-    if isinstance(items, AsyncIterable):
-        async for item in items:
-            yield item
-    else:
-        for item in items:
-            yield item
