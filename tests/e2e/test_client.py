@@ -240,3 +240,16 @@ def test_connect_picks_the_transport(server: ServerProcess) -> None:
     with connect(f"grpc://127.0.0.1:{server.grpc_port}") as grpc_client:
         assert isinstance(grpc_client, GRPCClient)
         assert grpc_client.is_server_ready()
+
+
+@pytest.mark.parametrize("kind", ["rest", "grpc"])
+def test_a_sync_client_shared_by_threads(server: ServerProcess, iris: Any, kind: str) -> None:
+    """Each thread's calls get their own answers (REST: a connection each)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    client = RESTClient(server.url) if kind == "rest" else GRPCClient(f"127.0.0.1:{server.grpc_port}")
+    slices = [iris.features[start : start + 5] for start in range(0, 150, 5)]
+    with client, ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(lambda rows: client.infer("iris", rows, outputs=["predict"]), slices))
+    for rows, response in zip(slices, answers, strict=True):
+        np.testing.assert_array_equal(response.as_numpy("predict"), iris.classifier.predict(rows))

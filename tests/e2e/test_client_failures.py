@@ -68,6 +68,18 @@ MODELS_PY = textwrap.dedent(
             return answer(self, payload)
 
 
+    class Headers(Model):
+        """The request's authorization and x-request-id headers, as outputs."""
+
+        async def predict(self, payload: InferenceRequest) -> InferenceResponse:
+            headers = (payload.parameters.headers if payload.parameters else None) or {}
+            outputs = [
+                ResponseOutput(name=name, shape=[1], datatype="BYTES", data=[headers.get(name, "")])
+                for name in ("authorization", "x-request-id")
+            ]
+            return InferenceResponse(model_name=self.name, outputs=outputs)
+
+
     class Count(Model):
         async def predict(self, payload: InferenceRequest) -> InferenceResponse:
             count(payload)
@@ -80,7 +92,7 @@ FAST_RETRIES = RetryPolicy(retries=3, backoff=0.05, max_backoff=0.2)
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     root = tmp_path_factory.mktemp("models")
-    for name in ("Flaky", "Slow", "Count"):
+    for name in ("Flaky", "Slow", "Count", "Headers"):
         folder = root / name.lower()
         folder.mkdir()
         (folder / "model-settings.json").write_text(
@@ -181,18 +193,15 @@ def test_async_clients_retry_too(server: ServerProcess) -> None:
     assert asyncio.run(main()) == [3, 3]
 
 
-def test_auth_and_request_id_headers(server: ServerProcess) -> None:
-    # header-echo is not served here: check the headers the client sends
-    # with httpx's own event hooks on a transport-level request.
-    seen: list[dict[str, str]] = []
-    client = RESTClient(server.url, headers={"Authorization": "Bearer secret"})
-    client._http.event_hooks["request"].append(lambda request: seen.append(dict(request.headers)))
-    with client:
-        client.is_server_ready()
-        client.infer("count", {"headers": np.zeros(1, dtype=np.int8)}, request_id="abc")
-    assert all(headers["authorization"] == "Bearer secret" for headers in seen)
-    assert seen[1]["x-request-id"] == "abc"
-    assert len(seen[0]["x-request-id"]) == 32  # a fresh uuid4 per call
+@pytest.mark.parametrize("kind", ["rest", "grpc"])
+def test_auth_and_request_id_headers(server: ServerProcess, kind: str) -> None:
+    with _client(kind, server, headers={"Authorization": "Bearer secret"}) as client:
+        given = client.infer("headers", {"x": np.zeros(1, dtype=np.int8)}, request_id="abc")
+        fresh = [client.infer("headers", {"x": np.zeros(1, dtype=np.int8)}) for _ in range(2)]
+    assert given.as_numpy("authorization").tolist() == [b"Bearer secret"]
+    assert given.as_numpy("x-request-id").tolist() == [b"abc"]
+    ids = [response.as_numpy("x-request-id")[0] for response in fresh]
+    assert all(len(value) == 32 for value in ids) and ids[0] != ids[1]  # a fresh one per call
 
 
 # TLS: a server with a self-signed certificate, checked against it as the CA.

@@ -4,7 +4,7 @@ sentinel for "the client's own timeout"."""
 
 from __future__ import annotations
 
-import uuid
+import os
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -120,11 +120,14 @@ def call_headers(
     """The client's headers, then the call's, and an `x-request-id` (the
     request's id, or a new one) unless one of them set it. Names are
     lowercased: gRPC metadata keys must be."""
+    # os.urandom(16).hex(): a uuid4's randomness, without building a UUID object.
+    if not defaults and not headers:
+        return {REQUEST_ID_HEADER: request_id or os.urandom(16).hex()}
     merged = {name.lower(): value for name, value in defaults.items()}
     if headers:
         merged.update((name.lower(), value) for name, value in headers.items())
     if REQUEST_ID_HEADER not in merged:
-        merged[REQUEST_ID_HEADER] = request_id or uuid.uuid4().hex
+        merged[REQUEST_ID_HEADER] = request_id or os.urandom(16).hex()
     return merged
 
 

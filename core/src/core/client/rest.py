@@ -28,6 +28,7 @@ from .base import (
     resolve_timeout,
 )
 from .errors import ClientError, http_error
+from .http1 import BlockingConnections, is_direct
 from .retry import Failure, RetryPolicy, as_policy, retry_after_seconds
 from .types import InferRequest, InferResponse, RequestedOutput
 
@@ -378,17 +379,27 @@ class RESTClient(_RESTCalls):
         self._http = httpx.Client(
             verify=tls(verify, cert), auth=auth, http2=http2, transport=transport, timeout=timeout
         )
+        # Plain http:// with nothing for httpx to do: the shorter way (core.client.http1).
+        direct = is_direct(self.url) and auth is None and not http2 and transport is None
+        self._direct = BlockingConnections(self.url) if direct else None
 
     def _send(self, call: _Call, *, stream: bool = False) -> httpx.Response:
         url = self.url + call.path
+        # The answers of `request()` go to the caller as they are: with httpx's request attached.
+        direct = self._direct if not stream and call.parse is not _response else None
         attempt = 0
         while True:
             response = error = None
             try:
-                request = self._http.build_request(
-                    call.method, url, content=call.content, headers=call.headers, timeout=call.timeout
-                )
-                response = self._http.send(request, stream=stream)
+                if direct is not None:
+                    response = direct.exchange(
+                        call.method, call.path, call.headers, call.content, call.timeout
+                    )
+                else:
+                    request = self._http.build_request(
+                        call.method, url, content=call.content, headers=call.headers, timeout=call.timeout
+                    )
+                    response = self._http.send(request, stream=stream)
             except httpx.TransportError as failure:
                 error = failure
             delay = _retry_delay(self.retry_policy, call, attempt, response, error)
@@ -430,6 +441,8 @@ class RESTClient(_RESTCalls):
                 response.close()
 
     def close(self) -> None:
+        if self._direct is not None:
+            self._direct.close()
         self._http.close()
 
     def __enter__(self) -> RESTClient:

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ..http1 import KeepAliveTransport
+from ..http1 import KeepAliveTransport, is_direct
 from .items import BatchError, BatchItem, BatchResult, _import, input_format
 from .readers import read_requests
 from .writers import open_writer
@@ -249,19 +249,9 @@ def _client(
     if not url.startswith(("https://", "http://")):
         url = f"http://{url}"
     options: dict[str, Any] = {}
-    if url.startswith("http://") and not _proxied(url):
+    if is_direct(url):
         options["transport"] = KeepAliveTransport()
     return AsyncRESTClient(url, timeout=timeout, retries=retries, headers=headers, binary=binary, **options)
-
-
-def _proxied(url: str) -> bool:
-    """Whether httpx would send requests to `url` through a proxy (the
-    *_PROXY variables): then its own transport goes, which knows proxies."""
-    import urllib.request
-
-    host = url.split("://", 1)[1].split("/", 1)[0].rsplit(":", 1)[0]
-    proxies = urllib.request.getproxies()
-    return bool(proxies.get("http") or proxies.get("all")) and not urllib.request.proxy_bypass(host)
 
 
 async def _check(client: Any, url: str, model_name: str, model_version: str | None, timeout: float) -> None:

@@ -146,6 +146,8 @@ def _model_parameters(parameters: Mapping[str, Any] | None) -> Parameters | None
 
 def _parameters_to_proto(parameters: Mapping[str, Any], target: Any) -> None:
     """core's gRPC value rules, leaving out the REST framing parameters."""
+    if _FRAMING.issuperset(parameters):
+        return  # the common case: only set_data_from_numpy's binary_data_size
     values = _without_framing(parameters)
     if values is not None:
         parameters_to_proto(Parameters.model_construct(**values), target)
