@@ -1,126 +1,26 @@
-"""Helpers to test runtimes against a real server: start `core start` in a
-subprocess on free loopback ports and wait until it is ready, send it a
-request over every transport, check that a slow request does not stall it.
+"""Checks of a model served by a `ServerProcess`: the same request over
+every transport, the README's example, liveness during a slow request.
 
-    with ServerProcess(model_folder) as server:
-        httpx.post(f"{server.url}/v2/models/m/infer", json=...)
-        outputs = infer_every_way(server, "m", features, ["predict"])
-        check_outputs(server, "m", features, {"predict": expected})
+    outputs = infer_every_way(server, "m", features, ["predict"])
+    check_outputs(server, "m", features, {"predict": expected})
 
-`infer_every_way`, `check_outputs` and `check_live_during` need httpx and
-tritonclient[http,grpc] (test dependencies, not the core's).
+They need httpx and tritonclient[http,grpc] (test dependencies, not the
+core's); `core.testing.conformance` is the kit built on core.client instead.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
-import socket
-import subprocess
-import sys
-import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import numpy as np
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def child_pids(pid: int) -> set[int]:
-    """The processes `pid` started and that still run: a server's workers
-    (Linux: read from /proc)."""
-    return {int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()}
-
-
-class ServerProcess:
-    """`core start FOLDER` as a subprocess on 127.0.0.1 with free ports."""
-
-    def __init__(
-        self,
-        folder: str | os.PathLike[str],
-        *args: str,
-        env: dict[str, str] | None = None,
-        python: str = sys.executable,
-        wait_for: str = "/v2/health/ready",
-        timeout: float = 60.0,
-    ) -> None:
-        # A URI (s3://..., https://...) is served as given; `folder` is then that string's Path.
-        target = str(folder)
-        self.folder = Path(folder)
-        self.http_port = free_port()
-        self.grpc_port = free_port()
-        self.metrics_port = free_port()
-        self.url = f"http://127.0.0.1:{self.http_port}"
-        self.command = [
-            python, "-m", "core", "start", target, "--host", "127.0.0.1",
-            "--http-port", str(self.http_port), "--grpc-port", str(self.grpc_port),
-            "--metrics-port", str(self.metrics_port), *args,
-        ]  # fmt: skip
-        self.env = {**os.environ, **(env or {})}
-        self.wait_for = wait_for
-        self.timeout = timeout
-        self.process: subprocess.Popen[bytes] | None = None
-        self._log = tempfile.TemporaryFile()  # noqa: SIM115  (lives as long as the server)
-
-    def start(self) -> ServerProcess:
-        self.process = subprocess.Popen(
-            self.command, stdout=self._log, stderr=subprocess.STDOUT, env=self.env
-        )
-        deadline = time.monotonic() + self.timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.log()}")
-            try:
-                with urllib.request.urlopen(self.url + self.wait_for, timeout=1) as response:
-                    if response.status == 200:
-                        return self
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
-            time.sleep(0.05)
-        self.stop()
-        raise TimeoutError(f"server not ready at {self.url}{self.wait_for}:\n{self.log()}")
-
-    def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def log(self) -> str:
-        self._log.seek(0)
-        return self._log.read().decode(errors="replace")
-
-    def stop(self, timeout: float = 10.0) -> int | None:
-        if self.process is None:
-            return None
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode
-
-    def __enter__(self) -> ServerProcess:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
+from .server import ServerProcess
 
 
 def json_request(
