@@ -25,7 +25,7 @@ from ..storage import Fetched, fetch, is_remote
 from ..storage.archives import ARCHIVE_SUFFIXES
 from ..storage.metrics import record_fetch
 from ..version import __version__
-from . import infer
+from . import dockerfile, infer, init
 
 # CLI flag -> Settings field; flags override settings.json and CORE_* variables.
 _OVERRIDES = {
@@ -72,15 +72,27 @@ def _parser() -> argparse.ArgumentParser:
 
     commands.add_parser("plugins", help="list discovered plugins and what each provides")
     infer.add_parser(commands)
+    init.add_parser(commands)
+    dockerfile.add_parsers(commands)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    # Arguments core does not know go to `docker build` with `core build`; elsewhere they are errors.
+    args, unknown = parser.parse_known_args(argv)
+    if args.command == "build":
+        return dockerfile.run_build(args, unknown)
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    if args.command == "dockerfile":
+        return dockerfile.run_dockerfile(args)
     if args.command == "plugins":
         return _plugins()
     if args.command == "infer":
         return infer.run(args)
+    if args.command == "init":
+        return init.run(args)
     return _start(args)
 
 
