@@ -21,9 +21,6 @@ class TestMLflowRuntime(RuntimeConformance):
     model_settings = {"parameters": {"uri": "./mlflow-model"}}
     # The in-process path is the rest of this suite's (conftest.py's `server`).
     parallel_workers = (2,)
-    skip = {
-        "unknown-output": "core-mlflow answers every output of the model, whatever outputs the request names",
-    }
 
     def save_model(self, folder: Path) -> LogisticRegression:
         features, labels = load_iris(return_X_y=True)

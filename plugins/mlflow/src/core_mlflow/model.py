@@ -106,7 +106,21 @@ class MLflowModel(Model):
         except MlflowException as error:
             # The model's input checks (shapes, types, params): the client's mistake.
             raise BadRequest(f"model '{self.name}': {error.message}") from None
-        return self._response(predictions)
+        return self._requested(self._response(predictions), payload)
+
+    def _requested(self, response: InferenceResponse, payload: InferenceRequest) -> InferenceResponse:
+        """Only the outputs the request names, in its order (all when it names
+        none); a name the predictions do not have is a 400 naming those they do."""
+        if not payload.outputs:
+            return response
+        outputs = {output.name: output for output in response.outputs}
+        unknown = [output.name for output in payload.outputs if output.name not in outputs]
+        if unknown:
+            raise BadRequest(
+                f"model '{self.name}' has no output '{unknown[0]}'; available outputs: {', '.join(outputs)}"
+            )
+        response.outputs = [outputs[output.name] for output in payload.outputs]
+        return response
 
     def _data(self, payload: InferenceRequest) -> Any:
         """The request as the model takes it: a DataFrame for a column
