@@ -253,3 +253,29 @@ def test_a_sync_client_shared_by_threads(server: ServerProcess, iris: Any, kind:
         answers = list(pool.map(lambda rows: client.infer("iris", rows, outputs=["predict"]), slices))
     for rows, response in zip(slices, answers, strict=True):
         np.testing.assert_array_equal(response.as_numpy("predict"), iris.classifier.predict(rows))
+
+
+def test_rest_calls_reuse_one_connection(server: ServerProcess, iris: Any) -> None:
+    with RESTClient(server.url) as client:
+        client.infer("iris", iris.features[:2])
+        pool = client._direct
+        assert pool is not None and len(pool._idle) == 1
+        first = pool._idle[0]
+        for _ in range(5):
+            client.infer("iris", iris.features[:2])
+        assert pool._idle == [first]  # kept alive, not reopened
+
+
+def test_keep_alive_transport_under_uvloop(server: ServerProcess, iris: Any) -> None:
+    """The async lean transport runs on uvloop (uvicorn's loop: a transformer's)."""
+    import uvloop
+
+    from core.client.http1 import KeepAliveTransport
+
+    async def main() -> np.ndarray:
+        async with AsyncRESTClient(server.url, transport=KeepAliveTransport()) as client:
+            answers = await asyncio.gather(*(client.infer("iris", iris.features[:3]) for _ in range(4)))
+        return np.stack([answer.as_numpy("predict") for answer in answers])
+
+    predictions = uvloop.run(main())
+    assert (predictions == iris.classifier.predict(iris.features[:3])).all()

@@ -127,8 +127,8 @@ class _Connection(asyncio.Protocol):
     # asyncio.Protocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # uvloop's TCPTransport is not an asyncio.Transport subclass, but is one.
+        self._transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
         self.answered = True
@@ -228,7 +228,7 @@ class _NotAnswered(Exception):
 
 
 class _BlockingConnection:
-    __slots__ = ("_body", "_done", "_headers", "_parser", "_socket", "_timeout")
+    __slots__ = ("_body", "_done", "_headers", "_keep_alive", "_parser", "_socket", "_timeout")
 
     def __init__(self, address: tuple[str, int], timeout: float | None) -> None:
         import httptools
@@ -245,6 +245,7 @@ class _BlockingConnection:
         self._headers: list[tuple[bytes, bytes]] = []
         self._body: list[bytes] = []
         self._done = False
+        self._keep_alive = True
 
     def exchange(
         self, message: bytes, timeout: float | None
@@ -276,8 +277,7 @@ class _BlockingConnection:
             raise httpx.RemoteProtocolError(f"malformed HTTP answer: {error}") from None
         except OSError as error:
             raise httpx.ReadError(str(error)) from None
-        keep_alive = self._parser.should_keep_alive()
-        return self._parser.get_status_code(), self._headers, b"".join(self._body), keep_alive
+        return self._parser.get_status_code(), self._headers, b"".join(self._body), self._keep_alive
 
     def close(self) -> None:
         self._socket.close()
@@ -291,4 +291,6 @@ class _BlockingConnection:
         self._body.append(body)
 
     def on_message_complete(self) -> None:
+        # Read here: once the message is complete httptools resets the parser.
+        self._keep_alive = self._parser.should_keep_alive()
         self._done = True
