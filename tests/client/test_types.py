@@ -467,7 +467,7 @@ def test_data_that_does_not_fit_is_a_value_error_naming_the_tensor() -> None:
         message = pb.ModelInferResponse(model_name="m", raw_output_contents=[b"\x00" * 4])
         message.outputs.add(name="a", datatype="FP32", shape=[1])
         message.outputs.add(name="b", datatype="FP32", shape=[1])
-        InferResponse.from_grpc(message)
+        InferResponse.from_grpc(message).as_numpy("a")  # outputs are read when first asked for
 
 
 def test_importing_the_types_does_not_import_the_server() -> None:

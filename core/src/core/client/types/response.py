@@ -18,6 +18,7 @@ from .wire import (
     _parameters_dict,
     _parameters_from_proto,
     _parameters_to_proto,
+    _raw_array,
     _set_raw,
     _split_body,
     _tensors_from_proto,
@@ -45,7 +46,9 @@ class InferResponse:
         self.id = response_id
         self.model_name = model_name
         self.model_version = model_version
-        self.outputs = infer_outputs
+        self._outputs: list[InferOutput] | None = infer_outputs
+        # A gRPC message whose outputs are read on first use (from_grpc).
+        self._message: pb.ModelInferResponse | None = None
         self.parameters = parameters
         self.from_grpc = from_grpc  # type: ignore[method-assign,assignment]  # as InferRequest's
         self._requested_outputs = requested_outputs
@@ -53,22 +56,38 @@ class InferResponse:
         if raw_outputs:
             _set_raw(infer_outputs, raw_outputs, "raw_outputs")
 
+    @property
+    def outputs(self) -> list[InferOutput]:
+        if self._outputs is None:
+            message = self._message
+            assert message is not None
+            self._outputs = _tensors_from_proto(
+                InferOutput, message.outputs, message.raw_output_contents, "raw_output_contents"
+            )
+        return self._outputs
+
+    @outputs.setter
+    def outputs(self, value: list[InferOutput]) -> None:
+        self._outputs = value
+
     # Wire
 
     @classmethod
     def from_grpc(cls, response: pb.ModelInferResponse) -> InferResponse:
-        """From raw_output_contents, or typed contents."""
-        outputs = _tensors_from_proto(
-            InferOutput, response.outputs, response.raw_output_contents, "raw_output_contents"
-        )
-        return cls(
+        """From raw_output_contents, or typed contents. As tritonclient's
+        InferResult, the message is kept and its outputs read when first
+        asked for: `as_numpy` of a raw output reads it straight from the
+        message."""
+        result = cls(
             response.id or None,
             response.model_name,
-            outputs,
+            None,  # type: ignore[arg-type]  # read from the message on first use
             model_version=response.model_version or None,
             from_grpc=True,
             parameters=_parameters_from_proto("response", response.parameters),
         )
+        result._message = response
+        return result
 
     @classmethod
     def from_bytes(cls, res_bytes: bytes, json_length: int) -> InferResponse:
@@ -181,6 +200,14 @@ class InferResponse:
     def as_numpy(self, name: str) -> np.ndarray | None:
         """The output's data, as tritonclient's InferResult.as_numpy: None
         when the response has no output of that name."""
+        message = self._message
+        if self._outputs is None and message is not None:
+            raw = message.raw_output_contents
+            if raw and len(raw) == len(message.outputs):
+                for tensor, contents in zip(message.outputs, raw, strict=True):
+                    if tensor.name == name:
+                        return _raw_array(name, tensor.datatype, tensor.shape[:], contents)
+                return None
         output = self.get_output_by_name(name)
         return None if output is None else output.as_numpy()
 
