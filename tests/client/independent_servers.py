@@ -102,7 +102,7 @@ from pathlib import Path
 
 import pytest
 
-from core.testing import free_port
+from core.testing import free_port, stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVERS = Path(__file__).resolve().parent / "servers"
@@ -200,16 +200,7 @@ class IndependentServer:
 
     def stop(self, timeout: float = 15.0) -> int | None:
         """SIGTERM by PID, SIGKILL after `timeout`."""
-        if self.process is None:
-            return None
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode
+        return None if self.process is None else stop_process(self.process, timeout)
 
     def __enter__(self) -> IndependentServer:
         return self.start()

@@ -9,7 +9,6 @@ The KServe facade (core.client.kserve) is used as KServe's own client is."""
 from __future__ import annotations
 
 import asyncio
-import inspect
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,8 +16,6 @@ import numpy as np
 import pytest
 
 from core.client import (
-    AsyncGRPCClient,
-    AsyncRESTClient,
     ClientError,
     GRPCClient,
     InferInput,
@@ -27,6 +24,7 @@ from core.client import (
     RESTClient,
     connect,
 )
+from core.testing.clients import EitherWayClient
 from core.types import InferenceRequest, RequestInput
 
 from .independent_servers import IndependentServer, running_kserve, running_mlserver
@@ -79,51 +77,12 @@ def loop() -> Iterator[asyncio.AbstractEventLoop]:
     loop.close()
 
 
-class Caller:
-    """One core.client client, sync or async, called the same way: the
-    async ones' coroutines and async iterators run to completion on `loop`."""
-
-    CLASSES = {
-        "rest": RESTClient,
-        "rest-async": AsyncRESTClient,
-        "grpc": GRPCClient,
-        "grpc-async": AsyncGRPCClient,
-    }
+class Caller(EitherWayClient):
+    """A client of `server` of `kind`, called the same way whichever it is."""
 
     def __init__(self, kind: str, server: IndependentServer, loop: asyncio.AbstractEventLoop, **options: Any):
-        self.kind = kind
+        super().__init__(kind, server.url if kind.startswith("rest") else server.grpc_url, loop, **options)
         self.server = server
-        self.loop = loop
-        self.rest = kind.startswith("rest")
-        url = server.url if self.rest else server.grpc_url
-        cls = self.CLASSES[kind]
-
-        async def make() -> Any:  # a grpc.aio channel belongs to the loop it is made in
-            return cls(url, **options)
-
-        self.client = loop.run_until_complete(make())
-
-    def __getattr__(self, name: str) -> Any:
-        method = getattr(self.client, name)
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            result = method(*args, **kwargs)
-            if inspect.isawaitable(result):
-                return self.loop.run_until_complete(result)
-            if inspect.isasyncgen(result):
-                return self.loop.run_until_complete(_collect(result))
-            return list(result) if inspect.isgenerator(result) else result
-
-        return call
-
-    def close(self) -> None:
-        result = self.client.close()
-        if inspect.isawaitable(result):
-            self.loop.run_until_complete(result)
-
-
-async def _collect(items: Any) -> list[Any]:
-    return [item async for item in items]
 
 
 @pytest.fixture(params=KINDS)

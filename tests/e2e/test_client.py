@@ -4,7 +4,6 @@ every call, REST and gRPC, sync and async, binary and JSON."""
 from __future__ import annotations
 
 import asyncio
-import inspect
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,7 +12,6 @@ import pandas as pd
 import pytest
 
 from core.client import (
-    AsyncGRPCClient,
     AsyncRESTClient,
     ClientError,
     GRPCClient,
@@ -24,52 +22,18 @@ from core.client import (
     connect,
 )
 from core.testing import ServerProcess
+from core.testing.clients import EitherWayClient
 from core.types import InferenceRequest, RequestInput
 
 KINDS = ["rest", "rest-async", "grpc", "grpc-async"]
 
 
-class Caller:
-    """One client, sync or async, called the same way: coroutines and async
-    iterators are run to completion on the test's own event loop."""
+class Caller(EitherWayClient):
+    """A client of the core server of `kind`, called the same way whichever it is."""
 
     def __init__(self, kind: str, server: ServerProcess, loop: asyncio.AbstractEventLoop, **options: Any):
-        self.kind = kind
-        self.loop = loop
         url = server.url if kind.startswith("rest") else f"127.0.0.1:{server.grpc_port}"
-        cls = {
-            "rest": RESTClient,
-            "rest-async": AsyncRESTClient,
-            "grpc": GRPCClient,
-            "grpc-async": AsyncGRPCClient,
-        }[kind]
-
-        async def make() -> Any:  # grpc.aio channels belong to the loop they are made in
-            return cls(url, **options)
-
-        self.client = loop.run_until_complete(make())
-
-    def __getattr__(self, name: str) -> Any:
-        method = getattr(self.client, name)
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            result = method(*args, **kwargs)
-            if inspect.isawaitable(result):
-                return self.loop.run_until_complete(result)
-            if inspect.isasyncgen(result):
-                return self.loop.run_until_complete(_collect(result))
-            return list(result) if inspect.isgenerator(result) else result
-
-        return call
-
-    def close(self) -> None:
-        result = self.client.close()
-        if inspect.isawaitable(result):
-            self.loop.run_until_complete(result)
-
-
-async def _collect(stream: Any) -> list[Any]:
-    return [item async for item in stream]
+        super().__init__(kind, url, loop, **options)
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ from .checks import (
     json_request,
     readme_examples,
 )
-from .server import ServerProcess, child_pids, free_port
+from .server import ServerProcess, child_pids, free_port, stop_process
 
 __all__ = [
     "ServerProcess",
@@ -31,4 +31,5 @@ __all__ = [
     "infer_every_way",
     "json_request",
     "readme_examples",
+    "stop_process",
 ]

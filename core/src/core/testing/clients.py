@@ -4,13 +4,15 @@ with raw contents."""
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 
-from ..client import GRPCClient, RESTClient
+from ..client import AsyncGRPCClient, AsyncRESTClient, GRPCClient, RESTClient
 from .server import ServerProcess
 
 TRANSPORTS = ("rest-json", "rest-binary", "grpc")
@@ -44,3 +46,51 @@ def executions(statistics: Mapping[str, Any]) -> int:
     its statistics (Triton's extension)."""
     (stat,) = statistics["model_stats"]
     return int(stat.get("execution_count", 0))
+
+
+class EitherWayClient:
+    """A core.client client of `kind` ("rest", "rest-async", "grpc",
+    "grpc-async") called the same way whichever it is: the async ones'
+    coroutines and async iterators run to completion on `loop`, a sync
+    stream is read into a list. Tests that run every call on all four
+    clients use it."""
+
+    CLASSES = {
+        "rest": RESTClient,
+        "rest-async": AsyncRESTClient,
+        "grpc": GRPCClient,
+        "grpc-async": AsyncGRPCClient,
+    }
+
+    def __init__(self, kind: str, url: str, loop: asyncio.AbstractEventLoop, **options: Any) -> None:
+        self.kind = kind
+        self.loop = loop
+        self.rest = kind.startswith("rest")
+        cls = self.CLASSES[kind]
+
+        async def make() -> Any:  # a grpc.aio channel belongs to the loop it is made in
+            return cls(url, **options)
+
+        self.client = loop.run_until_complete(make())
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.client, name)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            result = method(*args, **kwargs)
+            if inspect.isawaitable(result):
+                return self.loop.run_until_complete(result)
+            if inspect.isasyncgen(result):
+                return self.loop.run_until_complete(_collect(result))
+            return list(result) if inspect.isgenerator(result) else result
+
+        return call
+
+    def close(self) -> None:
+        result = self.client.close()
+        if inspect.isawaitable(result):
+            self.loop.run_until_complete(result)
+
+
+async def _collect(items: Any) -> list[Any]:
+    return [item async for item in items]

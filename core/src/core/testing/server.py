@@ -109,16 +109,7 @@ class ServerProcess:
         return self._log.read().decode(errors="replace")
 
     def stop(self, timeout: float = 10.0) -> int | None:
-        if self.process is None:
-            return None
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode
+        return None if self.process is None else stop_process(self.process, timeout)
 
     def __enter__(self) -> ServerProcess:
         return self.start()
@@ -130,3 +121,16 @@ class ServerProcess:
         traceback: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def stop_process(process: subprocess.Popen[bytes], timeout: float = 10.0) -> int | None:
+    """SIGTERM, then SIGKILL if `process` has not exited after `timeout`
+    seconds; its exit code."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return process.returncode
