@@ -8,6 +8,9 @@ deploy-seldon.md, deploy-kubernetes.md), checked without a cluster:
   check-jsonschema. The CRDs are read from ../shared/spec beside the clone
   (as the OIP proto is), and from DEV_CRD_DIR when set; without them these
   tests skip, saying so;
+- KServe's two kinds also against the schema of the kserve package's API
+  model classes (deploy/schemas/from_python_models.py, run by .venvs/kserve's
+  python), which dev.py installs: checked in CI, CRDs or not;
 - the wiring: every CORE_* variable names a setting, and each container that
   runs core is started here as a process with exactly its command, args and
   environment (KServe's placeholders filled in as KServe fills them), its
@@ -320,6 +323,76 @@ def test_crd_schema_rejects_a_misspelt_runtime_field(crd_schemas: Path, tmp_path
     done = check_jsonschema(schema, [tmp_path / "runtime.json"])
     assert done.returncode == 1
     assert "httpGets" in done.stdout
+
+
+# KServe's kinds: the schema of KServe's published API models, with check-jsonschema
+
+
+def kserve_python() -> Path:
+    """.venvs/kserve's python (as tests/client/independent_servers.py finds it):
+    DEV_KSERVE_PYTHON when dev.py sets it, else the venv, else skip."""
+    given = os.environ.get("DEV_KSERVE_PYTHON")
+    if given:
+        if not Path(given).exists():
+            pytest.fail(f"DEV_KSERVE_PYTHON={given}: no such interpreter (dev.py test sets up .venvs/kserve)")
+        return Path(given)
+    python = ROOT / ".venvs" / "kserve" / ("Scripts" if os.name == "nt" else "bin") / "python"
+    if not python.exists():
+        pytest.skip(".venvs/kserve missing: `python3 dev.py test` sets it up (DEV_KSERVE_PYTHON unset)")
+    return python
+
+
+KSERVE_GROUP = "serving.kserve.io"
+KSERVE_RESOURCES = [(v, k) for v, k in CUSTOM_RESOURCES if v.partition("/")[0] == KSERVE_GROUP]
+
+
+@pytest.fixture(scope="module")
+def kserve_model_schemas(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """kind -> the schema from_python_models.py makes of the kserve package's
+    model class of that kind (V1alpha1ClusterServingRuntime, ...)."""
+    python = kserve_python()
+    output = tmp_path_factory.mktemp("kserve-model-schemas")
+    schemas = {}
+    for api_version, kind in KSERVE_RESOURCES:
+        model = api_version.partition("/")[2].capitalize() + kind
+        command = [
+            str(python),
+            str(DEPLOY / "schemas" / "from_python_models.py"),
+            model,
+            "--group",
+            KSERVE_GROUP,
+        ]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        schemas[kind] = output / f"{model}.json"
+        schemas[kind].write_text(done.stdout)
+    return schemas
+
+
+def test_kserve_resources_match_kserve_python_models(kserve_model_schemas: dict[str, Path]) -> None:
+    assert KSERVE_RESOURCES == [
+        ("serving.kserve.io/v1alpha1", "ClusterServingRuntime"),
+        ("serving.kserve.io/v1beta1", "InferenceService"),
+    ]
+    for kind, schema in kserve_model_schemas.items():
+        (path,) = [p for p in manifests() if any(d["kind"] == kind for d in documents(p))]
+        done = check_jsonschema(schema, [path])
+        assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_kserve_python_model_schemas_reject_misspelt_fields(
+    kserve_model_schemas: dict[str, Path], tmp_path: Path
+) -> None:
+    runtime = resource("ClusterServingRuntime", "kserve")
+    runtime["spec"]["containers"][0]["readinessProbe"]["httpGets"] = {}  # a Kubernetes type's field
+    service = resource("InferenceService", "kserve")
+    service["spec"]["predictor"]["model"]["storageUrl"] = "s3://b/m"  # a KServe type's field
+    for document, misspelt in ((runtime, "httpGets"), (service, "storageUrl")):
+        path = tmp_path / f"{document['kind']}.json"
+        path.write_text(json.dumps(document))
+        done = check_jsonschema(kserve_model_schemas[document["kind"]], [path])
+        assert done.returncode == 1, done.stdout + done.stderr
+        assert f"'{misspelt}' was unexpected" in done.stdout
 
 
 # Settings: every CORE_* variable is one core reads
