@@ -186,6 +186,33 @@ def test_model_priorities_nested_parameters(tmp_path: Path, monkeypatch: pytest.
     assert overridden.name == "other"
 
 
+def test_environment_over_files_when_asked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """CORE_ENVIRONMENT_OVER_FILES (set in core's generated images): the
+    files become defaults the environment overrides, a model's parameters
+    field by field; flags stay on top."""
+    monkeypatch.setenv("CORE_ENVIRONMENT_OVER_FILES", "true")
+    monkeypatch.setenv("CORE_HTTP_PORT", "1111")
+    monkeypatch.setenv("CORE_MODEL_MAX_BATCH_SIZE", "8")
+    monkeypatch.setenv("CORE_MODEL_URI", "/from/env")
+    path = write_json(tmp_path / "settings.json", {"http_port": 4444, "grpc_port": 5555})
+    settings = load_settings_file(Settings, path, metrics_port=6666)
+    assert (settings.http_port, settings.grpc_port, settings.metrics_port) == (1111, 5555, 6666)
+    model = write_json(
+        tmp_path / "model-settings.json",
+        {
+            "name": "m",
+            "max_batch_size": 2,
+            "max_batch_time": 0.5,
+            "parameters": {"uri": "/f", "version": "3"},
+        },
+    )
+    loaded = load_settings_file(ModelSettings, model)
+    assert (loaded.name, loaded.max_batch_size, loaded.max_batch_time) == ("m", 8, 0.5)
+    assert (loaded.parameters.uri, loaded.parameters.version) == ("/from/env", "3")
+    monkeypatch.setenv("CORE_ENVIRONMENT_OVER_FILES", "false")
+    assert load_settings_file(Settings, path).http_port == 4444
+
+
 def configuration_error(path: Path) -> str:
     with pytest.raises(ConfigurationError) as caught:
         load_settings_file(ModelSettings, path)

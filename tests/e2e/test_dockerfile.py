@@ -534,8 +534,11 @@ def installed_from(image: ImageRoot, *modules: str) -> list[Path]:
 @pytest.mark.slow
 def test_generated_dockerfile_installs_and_serves_iris(wheels: Path, tmp_path: Path) -> None:
     folder = iris(tmp_path / "iris")
+    # Baked-in settings are defaults: serve_iris's CORE_*_PORT variables must win.
+    (folder / "settings.json").write_text('{"http_port": 8080, "grpc_port": 8081, "metrics_port": 8082}')
     _, stages = generated(folder, "--wheels", str(wheels))
     builder, runtime = stages
+    assert "CORE_ENVIRONMENT_OVER_FILES=true" in runtime.arguments("ENV")[0]
     assert pip_requirements(builder) == [
         compatible(name).replace("~=", "==") for name in ("core", "core-sklearn")
     ]

@@ -1,16 +1,18 @@
 """Server and model settings. Sources, lowest priority first: defaults,
 environment variables (`CORE_*` for the server, `CORE_MODEL_*` for models),
-the settings file (`settings.json`, `model-settings.json`), CLI flags."""
+the settings file (`settings.json`, `model-settings.json`), CLI flags; with
+CORE_ENVIRONMENT_OVER_FILES true, the environment above the files."""
 
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import orjson
 from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
 
 from .errors import ConfigurationError
 from .types import MetadataTensor
@@ -246,7 +248,33 @@ def load_settings_file(cls: type[SettingsT], path: Path, **overrides: Any) -> Se
     unknown = sorted(set(data) - set(cls.model_fields))
     if unknown:
         logger.warning("%s: ignoring unknown fields %s", path, unknown)
+    if environment_over_files():
+        data = _unset_by_environment(cls, data)
     return build_settings(cls, {**data, **overrides}, str(path))
+
+
+# The environment's place against the settings files. By default, MLServer's
+# order: below them. With this variable true (core's container images set
+# it), above them: the files an image bakes in are defaults that
+# `docker run -e CORE_...` overrides. CLI flags stay on top either way.
+ENVIRONMENT_OVER_FILES = "CORE_ENVIRONMENT_OVER_FILES"
+
+
+def environment_over_files() -> bool:
+    return os.environ.get(ENVIRONMENT_OVER_FILES, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _unset_by_environment(cls: type[BaseSettings], data: dict[str, Any]) -> dict[str, Any]:
+    """The file's values less those of the fields the environment sets
+    (read by pydantic-settings' own source, aliases and all), so the
+    environment's win; a model's `parameters` field by field."""
+    from_environment = EnvSettingsSource(cls)()
+    kept = {key: value for key, value in data.items() if key not in from_environment}
+    parameters = kept.get("parameters")
+    if cls is ModelSettings and isinstance(parameters, dict):
+        from_environment = EnvSettingsSource(ModelParameters)()
+        kept["parameters"] = {key: value for key, value in parameters.items() if key not in from_environment}
+    return kept
 
 
 def build_settings(cls: type[SettingsT], values: dict[str, Any], source: str) -> SettingsT:

@@ -320,8 +320,9 @@ def dockerfile_text(plan: ImagePlan, folder_label: str = ".", dockerfile_label: 
         f"{GENERATED} (core {__version__}) for the model folder {folder_label}:",
         f"#   {build} -t IMAGE {folder_label}",
         "#   docker run --rm " + " ".join(f"-p {port}:{port}" for port in ports) + " IMAGE",
-        f"# CORE_* and CORE_MODEL_* variables (docker run -e) set what {SETTINGS_FILENAME} and",
-        f"# {MODEL_SETTINGS_FILENAME} leave unset; flags after IMAGE (--log-level DEBUG) override both.",
+        f"# {SETTINGS_FILENAME} and {MODEL_SETTINGS_FILENAME} are defaults: CORE_* and CORE_MODEL_*",
+        "# variables (docker run -e) override them (CORE_ENVIRONMENT_OVER_FILES), and flags after",
+        "# IMAGE (--log-level DEBUG) override both.",
         "",
     ]
     if plan.environments:
@@ -341,6 +342,7 @@ def dockerfile_text(plan: ImagePlan, folder_label: str = ".", dockerfile_label: 
         f'ENV PATH="{VENV}/bin:$PATH" \\',
         "    PYTHONUNBUFFERED=1 \\",
         "    PYTHONDONTWRITEBYTECODE=1 \\",
+        "    CORE_ENVIRONMENT_OVER_FILES=true \\",
         "    CORE_HOST=0.0.0.0 \\",
         " \\\n".join(f"    CORE_{name.upper()}={port}" for name, port in plan.ports.items()),
         f"RUN useradd --create-home --home-dir {HOME} --uid {USER_ID} core",
