@@ -183,6 +183,16 @@ def test_resolve_implementation_plugin_alias() -> None:
     assert resolve_implementation(ModelSettings(name="m", implementation="sklearn")) is SKLearnModel
 
 
+@pytest.mark.parametrize(
+    "mlserver, alias",
+    [("mlserver_sklearn.SKLearnModel", "sklearn"), ("mlserver_xgboost.XGBoostModel", "xgboost")],
+)
+def test_resolve_implementation_takes_mlservers_runtime_names(mlserver: str, alias: str) -> None:
+    """An MLServer model-settings.json (or Seldon's agent's) names MLServer's class."""
+    expected = resolve_implementation(ModelSettings(name="m", implementation=alias))
+    assert resolve_implementation(ModelSettings(name="m", implementation=mlserver)) is expected
+
+
 def test_resolve_implementation_models_py_next_to_the_settings(tmp_path: Path, run: Any) -> None:
     first = write_model(
         tmp_path / "one", {"implementation": "models.Runtime"}, RUNTIME_PY.format(answer="one")

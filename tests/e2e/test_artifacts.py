@@ -136,6 +136,26 @@ def test_a_model_settings_file_given_as_the_path_is_that_model(
     assert [(item["name"], item["state"]) for item in index] == [("flowers", "READY")]
 
 
+def test_an_mlserver_model_settings_file_is_served(
+    tmp_path: Path, artifacts: dict[str, Any], iris: tuple[np.ndarray, np.ndarray]
+) -> None:
+    """MLServer's runtime class names are core's plugins' aliases: its
+    model-settings.json serves as it is."""
+    folder = tmp_path / "mushrooms"
+    folder.mkdir()
+    joblib.dump(artifacts["models"]["logreg"], folder / "model.joblib")
+    settings = {"name": "mushrooms", "implementation": "mlserver_sklearn.SKLearnModel",
+                "parameters": {"uri": "./model.joblib", "version": "v0.1.0"}}  # fmt: skip
+    (folder / "model-settings.json").write_text(json.dumps(settings))
+    features = iris[0][:3].astype(np.float32)
+    with ServerProcess(folder) as server:
+        body = {"inputs": [{"name": "x", "shape": [3, 4], "datatype": "FP32", "data": features.tolist()}]}
+        response = httpx.post(f"{server.url}/v2/models/mushrooms/infer", json=body, timeout=30)
+    assert response.status_code == 200, response.text
+    predicted = response.json()["outputs"][0]["data"]
+    assert predicted == artifacts["models"]["logreg"].predict(features).tolist()
+
+
 def start(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """`core start` that is expected to fail before serving (a timeout is a failure)."""
     return subprocess.run(

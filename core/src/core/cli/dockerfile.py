@@ -32,6 +32,7 @@ from ..errors import ConfigurationError, ModelLoadError
 from ..plugins.hookspecs import PROJECT
 from ..plugins.manager import get_plugin_manager
 from ..repository import FoundModel, find_models
+from ..repository.implementation import runtime_alias
 from ..settings import MODEL_SETTINGS_FILENAME, SETTINGS_FILENAME
 from ..storage import is_remote, storage_for
 from ..version import __version__
@@ -161,7 +162,7 @@ class _Plugins:
 
     def of(self, model: FoundModel) -> set[str]:
         assert model.settings is not None
-        implementation = model.settings.implementation
+        implementation = runtime_alias(model.settings.implementation)
         if "." not in implementation:
             name = self.by_alias.get(implementation) or self._guess(f"core-{implementation}", model.name)
             return {self.requirement(name)}

@@ -16,9 +16,26 @@ from ..model import Model
 from ..plugins.manager import get_plugin_manager
 from ..settings import ModelSettings
 
+# MLServer's runtimes by their class paths, as core's runtime aliases: an
+# MLServer model-settings.json, and the one Seldon Core's agent writes for a
+# model folder without one, is served by the core plugin of its framework.
+MLSERVER_RUNTIMES = {
+    "mlserver_sklearn.SKLearnModel": "sklearn",
+    "mlserver_xgboost.XGBoostModel": "xgboost",
+    "mlserver_lightgbm.LightGBMModel": "lightgbm",
+    "mlserver_mlflow.MLflowRuntime": "mlflow",
+    "mlserver_huggingface.HuggingFaceRuntime": "huggingface",
+    "mlserver_alibi_detect.AlibiDetectRuntime": "alibi-detect",
+}
+
+
+def runtime_alias(implementation: str) -> str:
+    """`implementation`, or core's alias of the MLServer runtime it names."""
+    return MLSERVER_RUNTIMES.get(implementation, implementation)
+
 
 def resolve_implementation(settings: ModelSettings) -> type[Model]:
-    implementation = settings.implementation
+    implementation = runtime_alias(settings.implementation)
     if not implementation:
         raise ConfigurationError(f"model '{settings.name}': field 'implementation' is required")
     if "." not in implementation:
