@@ -198,7 +198,10 @@ class BlockingConnections:
         head.append(b"content-length: %d\r\n\r\n" % len(content or b""))
         message = b"".join((*head, content or b""))
         while True:
-            connection = self._idle.pop() if self._idle else None
+            try:
+                connection: _BlockingConnection | None = self._idle.pop()
+            except IndexError:  # none idle (checking first would race another thread's pop)
+                connection = None
             reused = connection is not None
             if connection is None:
                 connection = _BlockingConnection(self._address, timeout)
