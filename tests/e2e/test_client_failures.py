@@ -165,6 +165,23 @@ def test_a_server_that_starts_late(tmp_path: Path, kind: str) -> None:
             late.stop()
 
 
+def test_a_kept_alive_connection_the_server_closed_is_reopened(tmp_path: Path) -> None:
+    """A restarted server closed the client's idle connection: the next
+    call, not retried by policy (retries=0), goes on a new one."""
+    (tmp_path / "count").mkdir()
+    (tmp_path / "count" / "model-settings.json").write_text(
+        '{"name": "count", "implementation": "models.Count"}'
+    )
+    (tmp_path / "count" / "models.py").write_text(MODELS_PY)
+    server = ServerProcess(tmp_path)
+    with server, RESTClient(server.url, retries=0) as client:
+        client.infer("count", {"before": np.zeros(1, dtype=np.int8)})
+        server.stop()
+        server.start()
+        response = client.infer("count", {"after": np.zeros(1, dtype=np.int8)})
+    assert response.as_numpy("calls").tolist() == [1]
+
+
 @pytest.mark.parametrize("kind", ["rest", "grpc"])
 def test_nothing_listening(kind: str) -> None:
     port = free_port()
