@@ -164,9 +164,18 @@ class ClientCalls:
             outputs=outputs,
             model_version=model_version,
             request_id=request_id,
-            parameters=parameters,
-            binary_data=True,
+            parameters=self._infer_parameters(inputs, parameters, binary_output),
+            binary_data=self._binary_inputs,
         )
+
+    # Whether numpy inputs go as raw bytes (gRPC: always; REST: the client's `binary`).
+    _binary_inputs = True
+
+    def _infer_parameters(
+        self, inputs: Any, parameters: Mapping[str, Any] | None, binary_output: bool | None
+    ) -> Mapping[str, Any] | None:
+        """The request parameters the transport sends: the caller's, as given."""
+        return parameters
 
     # Health: judged by the status of the answer alone (MLServer answers an
     # empty 200, KServe and Triton a body); a "no" is an answer, not a retry.

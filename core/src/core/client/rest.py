@@ -9,7 +9,7 @@ import asyncio
 import os
 import ssl
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -23,14 +23,13 @@ from .base import (
     ClientCalls,
     Timeout,
     as_async_iterator,
-    as_infer_request,
     call_headers,
     resolve_timeout,
 )
 from .errors import ClientError, http_error
 from .http1 import BlockingConnections, is_direct
 from .retry import Failure, RetryPolicy, as_policy, retry_after_seconds
-from .types import InferRequest, InferResponse, RequestedOutput
+from .types import InferRequest, InferResponse
 
 INFERENCE_HEADER = "inference-header-content-length"
 _INDEX = TypeAdapter(list[RepositoryIndexResponseItem])
@@ -168,31 +167,20 @@ class _RESTCalls(ClientCalls):
         call.headers.update(framing)
         return call
 
-    def _infer_request(
-        self,
-        model_name: str,
-        inputs: Any,
-        outputs: Sequence[RequestedOutput | str] | None = None,
-        model_version: str | None = None,
-        request_id: str | None = None,
-        parameters: Mapping[str, Any] | None = None,
-        binary_output: bool | None = None,
-    ) -> InferRequest:
+    @property
+    def _binary_inputs(self) -> bool:  # type: ignore[override]
+        return self.binary
+
+    def _infer_parameters(
+        self, inputs: Any, parameters: Mapping[str, Any] | None, binary_output: bool | None
+    ) -> Mapping[str, Any] | None:
         binary = self.binary if binary_output is None else binary_output
         if binary and not (parameters and "binary_data_output" in parameters):
             own = inputs.parameters if isinstance(inputs, InferRequest) else None
             if not (own and "binary_data_output" in own):
                 # Every output as raw bytes unless a requested output says otherwise.
-                parameters = {**(parameters or {}), "binary_data_output": True}
-        return as_infer_request(
-            model_name,
-            inputs,
-            outputs=outputs,
-            model_version=model_version,
-            request_id=request_id,
-            parameters=parameters,
-            binary_data=self.binary,
-        )
+                return {**(parameters or {}), "binary_data_output": True}
+        return parameters
 
     def _stream_call(self, request: InferRequest, headers: Mapping[str, str] | None, timeout: Any) -> _Call:
         call = self._infer_call(request, "/infer_stream", headers, timeout, idempotent=False)
