@@ -4,7 +4,9 @@ loaded models and the protocol-neutral DataPlane."""
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
+import sys
 import textwrap
 import uuid
 from pathlib import Path
@@ -13,7 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from core import Model, ModelParameters, ModelSettings, Settings
+from core import Model, ModelParameters, ModelSettings, Settings, run_in_thread
 from core.codecs import NumpyCodec
 from core.dataplane import DataPlane
 from core.errors import (
@@ -23,7 +25,7 @@ from core.errors import (
     ModelNotFound,
     ModelNotReady,
 )
-from core.registry import ModelRegistry, runtime_loads
+from core.registry import ModelRegistry, import_retries, runtime_loads
 from core.repository import find_models, resolve_implementation
 from core.settings import load_settings_file
 from core.types import (
@@ -673,6 +675,86 @@ def test_instances_of_one_runtime_load_one_at_a_time_others_side_by_side() -> No
     same = [event for event in events if not event.endswith("x")]
     assert same == ["start a", "end a", "start b", "end b", "start c", "end c"]
     assert events.index("start x") < events.index("end a")
+
+
+def write_colliding_package(root: Path, name: str) -> None:
+    """A package laid out as scikit-learn's svm and linear_model are: each of
+    its two entry points imports fine alone, but imported first from two
+    threads at once they collide ("partially initialized module")."""
+    files = {
+        "__init__.py": "",
+        "svm/__init__.py": f"from {name}.svm._classes import Classes\n",
+        "svm/_classes.py": (
+            f"import time\ntime.sleep(0.2)\nfrom {name}.svm._base import Base\nclass Classes(Base): ...\n"
+        ),
+        "svm/_base.py": f"from {name}.svm import _lib\nimport time\ntime.sleep(0.2)\nclass Base: ...\n",
+        "svm/_lib.py": "",
+        "linear/__init__.py": f"from {name}.svm._base import Base\n",
+    }
+    for path, text in files.items():
+        (root / name / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / name / path).write_text(text)
+
+
+def test_loads_whose_first_imports_collide_load_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, run: Any
+) -> None:
+    """Two runtimes whose loads import one package for the first time from two
+    threads: both collide, and both load again (one at a time) and serve."""
+    package = f"colliding_{uuid.uuid4().hex}"
+    write_colliding_package(tmp_path, package)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    attempts: list[str] = []
+
+    class ImportsSvm(Model):
+        module = "svm"
+
+        async def load(self) -> bool:
+            attempts.append(self.name)
+            await run_in_thread(importlib.import_module, f"{package}.{self.module}")
+            return True
+
+    class ImportsLinear(ImportsSvm):
+        module = "linear"
+
+    async def scenario() -> None:
+        registry = ModelRegistry()
+        svm, linear = ModelSettings(name="svm"), ModelSettings(name="linear")
+        results = await asyncio.gather(
+            registry.load(svm, ImportsSvm(svm)), registry.load(linear, ImportsLinear(linear))
+        )
+        assert results == [True, True], [entry.reason for entry in registry.entries()]
+        # They did collide: the retries are what made them load.
+        assert sorted(attempts) == ["linear", "linear", "svm", "svm"]
+        assert len(import_retries) == 0
+
+    try:
+        run(scenario())
+    finally:
+        for module in [m for m in sys.modules if m.startswith(package)]:
+            del sys.modules[module]
+
+
+def test_only_import_collisions_load_again_and_only_three_times(run: Any) -> None:
+    attempts: list[str] = []
+
+    class Fails(Model):
+        async def load(self) -> bool:
+            attempts.append(self.name)
+            if self.name == "collides":
+                raise ImportError("cannot import name 'x' from partially initialized module 'y'")
+            raise ImportError("No module named 'y'")
+
+    async def scenario() -> None:
+        registry = ModelRegistry()
+        for name in ("collides", "missing"):
+            assert not await registry.load(ModelSettings(name=name), Fails(ModelSettings(name=name)))
+        reasons = {entry.name: entry.reason for entry in registry.entries()}
+        assert "partially initialized module 'y'" in reasons["collides"]
+        assert "No module named 'y'" in reasons["missing"]
+
+    run(scenario())
+    assert attempts == ["collides"] * 4 + ["missing"]
 
 
 def test_a_load_past_its_deadline_fails_and_frees_its_runtime(run: Any) -> None:

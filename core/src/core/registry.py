@@ -84,6 +84,38 @@ class KeyedLocks:
 # runtime are the loads that import the same modules.
 runtime_loads = KeyedLocks()
 
+# Different runtimes still import shared packages (a drift detector's load
+# imports scikit-learn as the scikit-learn runtime's does); when two first
+# imports of one package collide, the loads that failed for it load again,
+# one at a time, since two retries would collide again. Loads stay
+# independent: nothing waits unless this happened.
+IMPORT_COLLISION = "partially initialized module"
+IMPORT_RETRIES = 3
+import_retries = KeyedLocks()
+
+
+def collided_on_import(error: BaseException) -> bool:
+    return isinstance(error, ImportError | AttributeError) and IMPORT_COLLISION in str(error)
+
+
+async def _load_retrying_import_collisions(model: Model) -> bool:
+    for attempt in range(IMPORT_RETRIES + 1):
+        try:
+            async with import_retries.of("retry") if attempt else contextlib.nullcontext():
+                return await model.load()
+        except Exception as error:
+            if attempt == IMPORT_RETRIES or not collided_on_import(error):
+                raise
+            logger.warning(
+                "model '%s': its load collided with another thread's first import of a module "
+                "(%s); loading again (%d of %d)",
+                model.name,
+                error,
+                attempt + 1,
+                IMPORT_RETRIES,
+            )
+    raise AssertionError("unreachable")
+
 
 def build_local(settings: ModelSettings) -> Model:
     return resolve_implementation(settings)(settings)
@@ -98,7 +130,7 @@ async def load_instance(model: Model) -> None:
     local = not isinstance(model, WorkerModel)
     async with runtime_loads.of(type(model)) if local else contextlib.nullcontext():
         with model_context(model):
-            loaded = await model.load()
+            loaded = await _load_retrying_import_collisions(model)
     if loaded is False:
         raise ModelLoadError("load() returned False")
     if local:
