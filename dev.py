@@ -119,9 +119,15 @@ TEST_TOOLS = [
 ]
 # Installed with npm into NPM_PREFIX by `test` (setup_npm), run from its
 # node_modules/.bin. azurite 3.35.0 is the last release that runs on
-# Node.js 20 (3.36 needs Node 21, 3.37 Node 22).
+# Node.js 20 (3.36 needs Node 21, 3.37 Node 22). The prometheus-operator
+# API's types and validators, and TypeScript's compiler, check the
+# ServiceMonitor manifest (tests/deploy).
 NPM_PREFIX = ROOT / ".venvs" / "npm"
-NPM_PACKAGES = {"azurite": "3.35.0"}
+NPM_PACKAGES = {
+    "azurite": "3.35.0",
+    "@kubernetes-models/prometheus-operator": "6.0.0",
+    "typescript": "5.9.3",
+}
 
 
 def _requirements_signature() -> str:

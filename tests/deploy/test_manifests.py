@@ -11,6 +11,9 @@ deploy-seldon.md, deploy-kubernetes.md), checked without a cluster:
 - KServe's two kinds also against the schema of the kserve package's API
   model classes (deploy/schemas/from_python_models.py, run by .venvs/kserve's
   python), which dev.py installs: checked in CI, CRDs or not;
+- the ServiceMonitor also against the prometheus-operator API's types and
+  validator from npm (@kubernetes-models/prometheus-operator, with
+  TypeScript's compiler), which dev.py installs into .venvs/npm;
 - the wiring: every CORE_* variable names a setting, and each container that
   runs core is started here as a process with exactly its command, args and
   environment (KServe's placeholders filled in as KServe fills them), its
@@ -323,6 +326,93 @@ def test_crd_schema_rejects_a_misspelt_runtime_field(crd_schemas: Path, tmp_path
     done = check_jsonschema(schema, [tmp_path / "runtime.json"])
     assert done.returncode == 1
     assert "httpGets" in done.stdout
+
+
+# prometheus-operator's ServiceMonitor: its API's published types (npm)
+
+NODE_MODULES = ROOT / ".venvs" / "npm" / "node_modules"
+SERVICE_MONITOR_TYPES = "@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/ServiceMonitor"
+
+
+def npm_package(name: str) -> Path:
+    path = NODE_MODULES / name
+    if not (path / "package.json").is_file():
+        pytest.fail(f"{name} is not in {NODE_MODULES}: `python3 dev.py test` installs it (NPM_PACKAGES)")
+    return path
+
+
+def typecheck_service_monitors(
+    folder: Path, monitors: list[dict[str, Any]]
+) -> subprocess.CompletedProcess[str]:
+    """TypeScript's compiler on each manifest as an object literal typed with
+    the package's IServiceMonitor (generated from prometheus-operator's Go
+    API, as its CRD is): an unknown field or a wrong type is an error."""
+    npm_package("@kubernetes-models/prometheus-operator")
+    tsc = npm_package("typescript") / "bin" / "tsc"
+    for index, monitor in enumerate(monitors):
+        (folder / f"monitor{index}.ts").write_text(
+            f'import type {{ IServiceMonitor }} from "{SERVICE_MONITOR_TYPES}";\n'
+            f"export const manifest: IServiceMonitor = {json.dumps(monitor, indent=1)};\n"
+        )
+    # Modules resolve from the files' folder up: a node_modules link beside them.
+    (folder / "node_modules").symlink_to(NODE_MODULES)
+    command = [
+        "node",
+        str(tsc),
+        "--noEmit",
+        "--strict",
+        "--module",
+        "nodenext",
+        "--moduleResolution",
+        "nodenext",
+    ]
+    files = [str(path) for path in sorted(folder.glob("*.ts"))]
+    return subprocess.run([*command, *files], capture_output=True, text=True, cwd=folder)
+
+
+def service_monitors() -> list[dict[str, Any]]:
+    found = [d for d in resources() if d["kind"] == "ServiceMonitor"]
+    assert found
+    return found
+
+
+def test_service_monitor_has_the_prometheus_operator_api_types(tmp_path: Path) -> None:
+    done = typecheck_service_monitors(tmp_path, service_monitors())
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_service_monitor_types_reject_a_misspelt_field_and_a_wrong_type(tmp_path: Path) -> None:
+    misspelt, wrong_type = service_monitors()[0], service_monitors()[0]
+    misspelt["spec"]["endpoints"][0]["intervall"] = "10s"
+    wrong_type["spec"]["endpoints"][0]["interval"] = 10
+    done = typecheck_service_monitors(tmp_path, [misspelt, wrong_type])
+    assert done.returncode != 0
+    assert "'\"intervall\"' does not exist in type 'IEndpoint'" in done.stdout, done.stdout
+    assert "monitor1.ts" in done.stdout and "not assignable to type 'string'" in done.stdout, done.stdout
+
+
+def test_service_monitor_passes_the_published_validator(tmp_path: Path) -> None:
+    """The package's validator: the JSON schema of prometheus-operator's API
+    (types, required fields, enums, patterns), compiled with ajv."""
+    npm_package("@kubernetes-models/prometheus-operator")
+    script = (
+        f'import {{ ServiceMonitor }} from "{SERVICE_MONITOR_TYPES}";\n'
+        'import { readFileSync } from "node:fs";\n'
+        "for (const path of process.argv.slice(1)) {\n"
+        '  try { new ServiceMonitor(JSON.parse(readFileSync(path, "utf8"))).validate(); }\n'
+        "  catch (error) { console.log(`${path}: ${error.message}`); process.exitCode = 1; }\n"
+        "}\n"
+    )
+    good, bad = service_monitors()[0], service_monitors()[0]
+    bad["spec"]["endpoints"][0]["scheme"] = "gopher"
+    paths = [tmp_path / "good.json", tmp_path / "bad.json"]
+    paths[0].write_text(json.dumps(good))
+    paths[1].write_text(json.dumps(bad))
+    command = ["node", "--input-type=module", "--eval", script, *map(str, paths)]
+    # An evaluated module resolves packages from the working directory.
+    done = subprocess.run(command, capture_output=True, text=True, cwd=NODE_MODULES.parent)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert done.stdout.count("\n") == 1 and "bad.json" in done.stdout and "scheme" in done.stdout, done.stdout
 
 
 # KServe's kinds: the schema of KServe's published API models, with check-jsonschema
