@@ -724,8 +724,9 @@ def test_loads_whose_first_imports_collide_load_again(
             registry.load(svm, ImportsSvm(svm)), registry.load(linear, ImportsLinear(linear))
         )
         assert results == [True, True], [entry.reason for entry in registry.entries()]
-        # They did collide: the retries are what made them load.
-        assert sorted(attempts) == ["linear", "linear", "svm", "svm"]
+        # They did collide (both, or one of them, by the timing): the
+        # retries are what made them load.
+        assert set(attempts) == {"linear", "svm"} and len(attempts) > 2
         assert len(import_retries) == 0
 
     try:

@@ -19,6 +19,7 @@ from .model_config import triton_model_config
 from .model_context import current_model
 from .model_hooks import HookTimes, hook_headers, postprocess, preprocess
 from .registry import ModelRegistry, version_key
+from .remote import RemoteModel
 from .repository import FoundModel, find_models
 from .settings import ModelSettings, Settings
 from .types import (
@@ -32,7 +33,6 @@ from .types import (
     State,
     to_ndarray,
 )
-from .workers.model import WorkerModel
 
 logger = logging.getLogger(__name__)
 
@@ -339,7 +339,7 @@ class DataPlane:
             if model is None:
                 continue
             statistics = (
-                await model.collect_statistics() if isinstance(model, WorkerModel) else model.statistics
+                await model.collect_statistics() if isinstance(model, RemoteModel) else model.statistics
             )
             reports.append(statistics.report(entry.name, entry.version))
         return reports
@@ -378,7 +378,7 @@ class DataPlane:
             for entry in loaded:
                 if entry.model is not None:
                     settings = entry.model.settings
-                    instance = None if isinstance(entry.model, WorkerModel) else type(entry.model)(settings)
+                    instance = None if isinstance(entry.model, RemoteModel) else type(entry.model)(settings)
                     await self.registry.load(settings, instance)
             return
         for item in found:

@@ -15,12 +15,12 @@ from .deadlines import Deadline, expiring, load_timeout
 from .errors import CoreError, DeadlineExceeded, ModelLoadError, ModelNotFound, ModelNotReady
 from .model import Model
 from .model_context import model_context
+from .remote import RemoteModel
 from .repository.implementation import resolve_implementation
 from .settings import ModelSettings, Settings
 from .storage import localise
 from .storage.metrics import record_fetch
 from .types import State
-from .workers.model import WorkerModel
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +95,10 @@ import_retries = KeyedLocks()
 
 
 def collided_on_import(error: BaseException) -> bool:
+    """Python reports the collision as a "partially initialized module", or
+    as importlib's own "deadlock detected by _ModuleLock", by its timing."""
+    if type(error).__name__ == "_DeadlockError":
+        return True
     return isinstance(error, ImportError | AttributeError) and IMPORT_COLLISION in str(error)
 
 
@@ -127,7 +131,7 @@ async def load_instance(model: Model) -> None:
     attached (a worker proxy's loads and batching run in its workers), and
     marked ready. Raises what `load()` raised; ModelLoadError when it
     returned False. The registry and the worker processes both load so."""
-    local = not isinstance(model, WorkerModel)
+    local = not isinstance(model, RemoteModel)
     async with runtime_loads.of(type(model)) if local else contextlib.nullcontext():
         with model_context(model):
             loaded = await _load_retrying_import_collisions(model)
@@ -162,9 +166,10 @@ class ModelRegistry:
         self._defaults: dict[str, Model] = {}
         # Loads and unloads of one name, one at a time.
         self._names = KeyedLocks()
-        # Whether any instance ever loaded lives in worker processes: until
-        # then, transports need not look for a worker to hand requests to.
-        self.hosts_workers = False
+        # Whether any instance ever loaded has remote replicas (worker
+        # processes, Ray): until then, transports need not look for one to
+        # hand requests to.
+        self.hosts_remote = False
 
     def get(self, name: str, version: str | None = None) -> Model:
         """The model that serves a request; 404 when unknown, 503 when not ready."""
@@ -211,8 +216,8 @@ class ModelRegistry:
                 with expiring(self._load_deadline(settings)):
                     new_model = model or self._build(await self._fetched(settings))
                     await load_instance(new_model)
-                if isinstance(new_model, WorkerModel):
-                    self.hosts_workers = True
+                if isinstance(new_model, RemoteModel):
+                    self.hosts_remote = True
             except Exception as error:
                 reason = error.message if isinstance(error, CoreError) else f"{type(error).__name__}: {error}"
                 logger.error("model '%s' failed to load: %s", settings.name, reason)

@@ -41,9 +41,9 @@ from .errors import ConfigurationError
 from .grpc.interception import CallObserver, ObservingInterceptor, split_method
 from .model import Model
 from .observability import TRACES_EXPORTER_ENV as EXPORTER_ENV
+from .remote import RemoteModel
 from .rest.route_templates import PROBE_PATHS, RouteTemplates
 from .types import InferenceRequest, InferenceResponse
-from .workers.model import WorkerModel
 
 if TYPE_CHECKING:
     from .settings import Settings
@@ -238,7 +238,7 @@ class TracedDataPlane(DataPlane):
         payload: InferenceRequest,
         headers: Mapping[str, str] | None,
     ) -> InferenceResponse:
-        if isinstance(model, WorkerModel):  # the worker makes the span
+        if isinstance(model, RemoteModel):  # the replica makes the span
             return await super()._call(model, method, payload, headers)
         with self.tracer.start_as_current_span(
             method.__name__, context=_parent(_carrier(payload, headers)), attributes=_model_attributes(model)
@@ -256,7 +256,7 @@ class TracedDataPlane(DataPlane):
     ) -> AsyncIterator[InferenceResponse]:
         model = self.registry.get(name, version)
         responses = super().infer_stream(payload, name, version, headers)
-        if isinstance(model, WorkerModel):
+        if isinstance(model, RemoteModel):
             async for response in responses:
                 yield response
             return

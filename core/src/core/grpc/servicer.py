@@ -15,7 +15,7 @@ from ..dataplane import DataPlane
 from ..deadlines import set_client_timeout
 from ..errors import CoreError, shorten
 from ..memory import release_after
-from ..workers.model import WorkerModel
+from ..remote import RemoteModel
 from . import converters
 from .generated import inference_pb2 as pb
 from .infer import infer_message, infer_target
@@ -91,10 +91,10 @@ class InferenceServicer:
 
     async def _infer(self, data: bytes, headers: dict[str, str]) -> tuple[bytes, tuple[tuple[str, str], ...]]:
         # Reading the target first costs a second parse: only worth it once
-        # some model lives in a worker.
-        if self.dataplane.registry.hosts_workers:
+        # some model has remote replicas.
+        if self.dataplane.registry.hosts_remote:
             model = self.dataplane.model(*infer_target(data))
-            if isinstance(model, WorkerModel):
+            if isinstance(model, RemoteModel):
                 return await model.infer_grpc(headers, data)
         return await infer_message(self.dataplane, data, headers)
 

@@ -30,8 +30,8 @@ from typing import TypeVar
 from ..dataplane import DataPlane
 from ..model import Model
 from ..model_hooks import HookTimes
+from ..remote import RemoteModel
 from ..types import InferenceRequest, InferenceResponse
-from ..workers.model import WorkerModel
 from .families import DefaultMetrics, ModelMetrics
 
 T = TypeVar("T")
@@ -63,9 +63,9 @@ class StepRecorder:
         self._models: dict[tuple[str, str | None], ModelMetrics] = {}
 
     def model_metrics(self, model: Model) -> ModelMetrics | None:
-        """The label children of `model`; None for a proxy to worker
-        processes (the worker that serves the call counts it)."""
-        if isinstance(model, WorkerModel):
+        """The label children of `model`; None for a proxy to remote
+        replicas (the replica that serves the call counts it)."""
+        if isinstance(model, RemoteModel):
             return None
         key = (model.name, model.version)
         metrics = self._models.get(key)

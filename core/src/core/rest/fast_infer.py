@@ -16,10 +16,10 @@ from pydantic import ValidationError
 
 from ..dataplane import DataPlane
 from ..errors import BadRequest, CoreError, InferenceError
+from ..remote import RemoteModel
 from ..types import InferenceRequest, InferenceResponse
 from ..types.dataplane import parameters_dict
 from ..types.limits import check_request
-from ..workers.model import WorkerModel
 from .binary import (
     ALL_BINARY,
     INFERENCE_HEADER,
@@ -174,8 +174,8 @@ class FastInferApp:
         try:
             body = await read_body(headers, receive, self.max_body_size)
             model = self.dataplane.model(name, version)
-            if isinstance(model, WorkerModel):
-                # The worker that holds the model parses the body and writes the answer.
+            if isinstance(model, RemoteModel):
+                # The replica (a worker, a Ray replica) parses the body and writes the answer.
                 status, content, response_headers = await model.infer_http(headers, body)
             else:
                 status, content, response_headers = await respond_infer(

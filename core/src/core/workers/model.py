@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..deadlines import Deadline, call_deadline, model_timeout
 from ..errors import CoreError, ModelLoadError, ModelNotReady
-from ..model import Model
+from ..remote import RemoteModel
 from ..settings import ModelSettings
 from ..statistics import InferenceStatistics
 from ..types import InferenceRequest, InferenceResponse, MetadataModelResponse
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-class WorkerModel(Model):
+class WorkerModel(RemoteModel):
     def __init__(self, settings: ModelSettings, pools: WorkerPools) -> None:
         super().__init__(settings)
         self._pools = pools

@@ -117,11 +117,11 @@ class Worker:
     async def _answer(self, call_id: int, kind: str, args: tuple[Any, ...]) -> None:
         try:
             if kind == protocol.STREAM:
-                async for item in self._stream(*args):
+                async for item in self.stream(*args):
                     self._reply(call_id, protocol.ITEM, item)
                 self._reply(call_id, protocol.END, None)
                 return
-            self._reply(call_id, protocol.OK, await self._call(kind, args))
+            self._reply(call_id, protocol.OK, await self.call(kind, args))
         except asyncio.CancelledError:
             return  # the server gave up on the call: nobody waits for an answer
         except CoreError as error:
@@ -132,7 +132,9 @@ class Worker:
         finally:
             self._tasks.pop(call_id, None)
 
-    async def _call(self, kind: str, args: tuple[Any, ...]) -> Any:
+    async def call(self, kind: str, args: tuple[Any, ...]) -> Any:
+        """Answer one call of the worker protocol (a Ray replica of core-ray
+        answers its calls so too); a CoreError is the call's error."""
         if kind == protocol.INFER_HTTP:
             uid, headers, body = args
             _target.set(uid)
@@ -176,7 +178,7 @@ class Worker:
             return self.models.get(name).statistics
         raise CoreError(f"unknown model call '{method}'")
 
-    async def _stream(self, uid: str, payload: Any) -> Any:
+    async def stream(self, uid: str, payload: Any) -> Any:
         _target.set(uid)
         async for response in self.dataplane.infer_stream(payload, self._name(uid)):
             yield response
