@@ -67,6 +67,8 @@ PACKAGES = [
     *("-e", "core[pandas,tracing]"),
     *("-e", "plugins/sklearn", "-e", "plugins/xgboost", "-e", "plugins/lightgbm"),
     *("-e", "plugins/huggingface", "-e", "plugins/mlflow"),
+    # core-ray brings ray[serve] (about 500 MB): its tests run a local Ray cluster.
+    *("-e", "plugins/ray"),
     # core-huggingface needs torch: this exact version installs a CPU build
     # (on this project's machines, from local disk); an open range would
     # take a CUDA build of several GB.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import logging
 import os
 import sys
@@ -69,6 +70,12 @@ def _parser() -> argparse.ArgumentParser:
         "--log-level", type=str.upper, choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
     )
     start.add_argument("--log-format", choices=["text", "json"], help="log lines as text or JSON objects")
+    start.add_argument(
+        "--on",
+        metavar="ENGINE",
+        help="serve the models on an engine a plugin provides instead of this process and its "
+        "workers: `--on ray` (core-ray) deploys them to Ray Serve (docs/scale-out.md)",
+    )
 
     commands.add_parser("plugins", help="list discovered plugins and what each provides")
     infer.add_parser(commands)
@@ -133,6 +140,8 @@ def _start(args: argparse.Namespace) -> int:
         return 2
     if not _check_artifacts(args.path):
         return 2
+    if args.on:
+        return _launch(args.on, settings)
     try:
         server = Server(settings)
         if fetched.scheme:  # counted once the server's metrics exist
@@ -143,6 +152,21 @@ def _start(args: argparse.Namespace) -> int:
         print(f"core: {error.message}", file=sys.stderr)
         return 1
     return 0
+
+
+def _launch(engine: str, settings: Settings) -> int:
+    """`core start --on ENGINE`: the plugin's launcher serves the repository."""
+    launchers = {launcher.name: launcher for launcher in get_plugin_manager().launchers()}
+    launcher = launchers.get(engine)
+    if launcher is None:
+        known = ", ".join(sorted(launchers)) or "none installed"
+        hint = " (pip install core-ray)" if engine == "ray" else ""
+        print(f"core: no plugin serves on '{engine}'{hint}; engines: {known}", file=sys.stderr)
+        return 2
+    module, _, function = launcher.run.partition(":")
+    run = getattr(importlib.import_module(module), function)
+    status: int = run(settings)
+    return status
 
 
 def _fetched(path: str, overrides: dict[str, object]) -> Fetched | None:
@@ -226,6 +250,8 @@ def _plugins() -> int:
             print(
                 f"  storage {', '.join(scheme + '://' for scheme in storage.schemes)}  {storage.description}"
             )
+        for launcher in info.launchers:
+            print(f"  serves on {launcher.name} (core start --on {launcher.name})  {launcher.description}")
     return 0
 
 

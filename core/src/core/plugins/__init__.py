@@ -1,10 +1,11 @@
 """Plugin system: pluggy hooks loaded from the `core` entry-point group."""
 
-from .hookspecs import HOOKS_VERSION, Runtime, Storage, hookimpl, hookspec
+from .hookspecs import HOOKS_VERSION, Launcher, Runtime, Storage, hookimpl, hookspec
 from .manager import PluginInfo, PluginManager, get_plugin_manager
 
 __all__ = [
     "HOOKS_VERSION",
+    "Launcher",
     "PluginInfo",
     "PluginManager",
     "Runtime",

@@ -1,5 +1,5 @@
-"""The hooks a plugin may implement. Version 3 (1 + `core_rest_routers` in 2,
-`core_storage` in 3).
+"""The hooks a plugin may implement. Version 4 (1 + `core_rest_routers` in 2,
+`core_storage` in 3, `core_launchers` in 4).
 Keep them few and stable: a plugin module implements any of them with
 `@core.plugins.hookimpl`."""
 
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from ..settings import Settings
 
 PROJECT = "core"
-HOOKS_VERSION = 3
+HOOKS_VERSION = 4
 
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
@@ -75,6 +75,18 @@ class Storage:
     matches: Callable[[str], bool] | None = field(default=None, compare=False)
 
 
+@dataclass(frozen=True)
+class Launcher:
+    """Another engine `core start FOLDER --on NAME` serves a model repository
+    on (core-ray's Ray Serve). `run` is an import path ("core_ray.launcher:run")
+    of a function `run(settings: core.Settings) -> int` that serves
+    `settings.model_repository_root` until stopped and returns the exit status."""
+
+    name: str
+    run: str
+    description: str = ""
+
+
 @hookspec
 def core_runtimes() -> list[Runtime]:  # type: ignore[empty-body]
     """The runtimes this plugin provides."""
@@ -100,3 +112,8 @@ def core_rest_routers(dataplane: DataPlane, settings: Settings) -> list[APIRoute
     import a framework. The core's own routes come first: a plugin route
     cannot replace one. Errors raised as `core.errors.CoreError` get the
     core's `{"error"}` answers unless the router handles them itself."""
+
+
+@hookspec
+def core_launchers() -> list[Launcher]:  # type: ignore[empty-body]
+    """The engines this plugin serves a model repository on (`core start --on NAME`)."""

@@ -12,7 +12,7 @@ from typing import Any, cast
 import pluggy
 
 from . import hookspecs
-from .hookspecs import PROJECT, Runtime, Storage
+from .hookspecs import PROJECT, Launcher, Runtime, Storage
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +27,7 @@ class PluginInfo:
     request_codecs: list[str] = field(default_factory=list)
     rest_routes: bool = False
     storages: list[Storage] = field(default_factory=list)
+    launchers: list[Launcher] = field(default_factory=list)
     error: str | None = None
 
 
@@ -72,6 +73,8 @@ class PluginManager:
         info.rest_routes = hasattr(plugin, "core_rest_routers")
         if hasattr(plugin, "core_storage"):
             info.storages = list(plugin.core_storage())
+        if hasattr(plugin, "core_launchers"):
+            info.launchers = list(plugin.core_launchers())
 
     def runtimes(self) -> list[Runtime]:
         return [runtime for batch in self._pluggy.hook.core_runtimes() for runtime in batch]
@@ -93,6 +96,9 @@ class PluginManager:
 
     def storages(self) -> list[Storage]:
         return [storage for batch in self._pluggy.hook.core_storage() for storage in batch]
+
+    def launchers(self) -> list[Launcher]:
+        return [launcher for batch in self._pluggy.hook.core_launchers() for launcher in batch]
 
     def codecs(self) -> list[Any]:
         # pluggy calls the last registered first; reverse so the core's own come first.

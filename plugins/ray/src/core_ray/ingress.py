@@ -1,0 +1,64 @@
+"""`CoreIngress`: the deployment behind Ray Serve's HTTP proxy. Each replica
+runs core's own REST app (the routes, errors and binary tensors of `core
+start`) over a DataPlane whose registry holds a `RayModel` per model of the
+repository; inference bytes go on to the models' replicas unparsed."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from starlette.types import ASGIApp
+
+from core import executor
+from core.observability import Observability
+from core.registry import ModelRegistry
+from core.rest.app import create_app
+from core.rest.fast_infer import FastInferApp
+from core.settings import ModelSettings, Settings
+from core.types import limits as tensor_limits
+
+from .cluster import Cluster
+from .model import RayModel
+
+logger = logging.getLogger(__name__)
+
+
+class CoreIngress:
+    async def __init__(self, server: dict[str, Any], env_vars: dict[str, str]) -> None:
+        settings = Settings.model_validate(server)
+        executor.configure(inline_budget=settings.inline_predict_budget)
+        tensor_limits.configure(settings.max_bytes_elements)
+        self.cluster = Cluster(settings, env_vars)
+        # Its metrics go to the shared folder, as a worker's do.
+        self.observability = Observability(settings, worker=True)
+
+        def build(model: ModelSettings) -> RayModel:
+            return RayModel(model, self.cluster)
+
+        self.dataplane = self.observability.dataplane(ModelRegistry(build, settings))
+        app = create_app(settings, self.dataplane)
+        self._rest = self.observability.rest_app(
+            FastInferApp(app, self.dataplane, settings.max_request_body_size), app
+        )
+        # Serving starts now (liveness answers); readiness follows the models.
+        self._loading = asyncio.create_task(self._load())
+        self._flushing = asyncio.create_task(self._flush_metrics())
+
+    def __serve_build_asgi_app__(self) -> ASGIApp:
+        return self._rest
+
+    async def _load(self) -> None:
+        try:
+            if self.cluster.settings.load_models_at_startup:
+                await self.dataplane.load_repository()
+        except Exception:
+            logger.exception("loading the models failed")
+        self.dataplane.started = True
+
+    async def _flush_metrics(self) -> None:
+        store = self.observability.store
+        while store is not None:
+            await asyncio.sleep(1.0)
+            store.flush()
