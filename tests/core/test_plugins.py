@@ -22,7 +22,7 @@ from core.codecs import (
     StringRequestCodec,
     find_input_codec,
 )
-from core.plugins import HOOKS_VERSION, PluginManager, Runtime, get_plugin_manager, hookimpl
+from core.plugins import HOOKS_VERSION, Launcher, PluginManager, Runtime, get_plugin_manager, hookimpl
 from core.plugins import builtin as builtin_plugin
 from core.version import __version__
 
@@ -73,7 +73,7 @@ def test_the_core_comes_first() -> None:
 def test_builtin_codecs_reach_the_registry_through_the_hook() -> None:
     assert builtin_plugin.core_codecs()[0] is NumpyCodec
     assert find_input_codec("np") is NumpyCodec
-    assert HOOKS_VERSION == 3
+    assert HOOKS_VERSION == 4
 
 
 class HandCodec(InputCodec):
@@ -250,3 +250,24 @@ def test_working_plugins_serve_while_a_broken_one_is_skipped(plugin_path: Path) 
         "sklearn core_sklearn.SKLearnModel",
     ]
     assert "broken" in result.stderr  # logged as a warning
+
+
+class LauncherPlugin:
+    @hookimpl
+    def core_launchers(self) -> list[Launcher]:
+        return [Launcher("echo-engine", "json:dumps", "an engine for the test")]
+
+
+def test_launchers_are_listed_and_an_unknown_engine_is_refused(tmp_path: Path) -> None:
+    manager = PluginManager(load_entry_points=False)
+    manager.register(LauncherPlugin(), "launching")
+    assert manager.launchers() == [Launcher("echo-engine", "json:dumps", "an engine for the test")]
+    assert manager.plugins[0].launchers == manager.launchers()
+    done = subprocess.run(
+        [sys.executable, "-m", "core", "start", str(tmp_path), "--on", "no-such-engine"],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 2
+    assert "no plugin serves on 'no-such-engine'" in done.stderr
+    assert "ray" in done.stderr  # core-ray is installed here: named among the engines
