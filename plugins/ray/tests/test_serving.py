@@ -18,11 +18,13 @@ import httpx
 import joblib
 import numpy as np
 import pytest
+import tritonclient.grpc as triton_grpc
 import tritonclient.http as triton
 from sklearn.datasets import load_diabetes, load_iris
 from sklearn.linear_model import LinearRegression, LogisticRegression
+from tritonclient.utils import InferenceServerException
 
-from core.client import RESTClient
+from core.client import GRPCClient, RESTClient
 from core.testing import ServerProcess
 
 from .conftest import ray_server
@@ -99,6 +101,32 @@ def test_tritonclient_http_unmodified(server: ServerProcess, estimators: dict) -
     client.close()
 
 
+def test_grpc_through_ray_serves_proxy(server: ServerProcess, estimators: dict) -> None:
+    """tritonclient's gRPC client and core's, unmodified, on Ray's gRPC proxy."""
+    target = f"127.0.0.1:{server.grpc_port}"
+    client = triton_grpc.InferenceServerClient(target)
+    assert client.is_server_live() and client.is_server_ready() and client.is_model_ready("iris")
+    assert client.get_model_metadata("iris").name == "iris"
+    tensor = triton_grpc.InferInput("x", list(IRIS[:6].shape), "FP64")
+    tensor.set_data_from_numpy(IRIS[:6])
+    result = client.infer("iris", [tensor])
+    np.testing.assert_array_equal(result.as_numpy("predict"), estimators["iris"].predict(IRIS[:6]))
+    # Errors keep their gRPC codes and messages.
+    with pytest.raises(InferenceServerException) as unknown:
+        client.infer("nope", [tensor])
+    assert unknown.value.status() == "StatusCode.NOT_FOUND" and "nope" in unknown.value.message()
+    narrow = triton_grpc.InferInput("x", [2, 3], "FP64")
+    narrow.set_data_from_numpy(IRIS[:2, :3])
+    with pytest.raises(InferenceServerException) as bad:
+        client.infer("iris", [narrow])
+    assert bad.value.status() == "StatusCode.INVALID_ARGUMENT" and "3 features" in bad.value.message()
+    client.close()
+    with GRPCClient(target) as core_client:
+        answer = core_client.infer("diabetes", {"x": DIABETES[:4]})
+        np.testing.assert_allclose(answer.as_numpy("predict"), estimators["diabetes"].predict(DIABETES[:4]))
+        assert {item.name for item in core_client.repository_index()} == {"iris", "diabetes"}
+
+
 def test_bad_input_gets_a_4xx_naming_it_and_the_server_serves_on(server: ServerProcess) -> None:
     wrong_width = infer_json(server.url, "iris", IRIS[:2, :3])
     assert wrong_width.status_code == 400
@@ -168,3 +196,18 @@ def test_a_replica_killed_under_load_is_restarted_and_no_request_hangs(server: S
         assert time.monotonic() < deadline, replica_pids("core-iris")
         time.sleep(0.5)
     assert all(infer_json(server.url, "iris", IRIS[:3]).status_code == 200 for _ in range(10))
+
+
+def test_repository_unload_deletes_the_application_and_load_deploys_it(server: ServerProcess) -> None:
+    with RESTClient(server.url) as client:
+        client.unload_model("diabetes")
+        assert client.is_model_ready("diabetes") is False
+        assert infer_json(server.url, "diabetes", DIABETES[:1]).status_code == 404  # as `core start`
+        deadline = time.monotonic() + 60
+        while replica_pids("core-diabetes"):
+            assert time.monotonic() < deadline
+            time.sleep(0.5)
+        client.load_model("diabetes")
+        assert client.is_model_ready("diabetes") is True
+        assert len(replica_pids("core-diabetes")) == 2
+        assert infer_json(server.url, "diabetes", DIABETES[:2]).status_code == 200

@@ -220,10 +220,15 @@ def request_headers(context: Any) -> dict[str, str]:
     }
 
 
-def method_handlers(servicer: InferenceServicer) -> grpc.GenericRpcHandler:
-    """The service's handlers, registered by hand rather than through the
-    generated *_pb2_grpc module (untyped), with the same method paths."""
-    methods: dict[str, tuple[Callable[..., Awaitable[Any]], Any]] = {
+# A unary method as served: (request bytes, context) -> its answer, and the
+# serializer of that answer (None: the answer is bytes already).
+UnaryMethod = tuple[Callable[[bytes, Any], Awaitable[Any]], Callable[[Any], bytes] | None]
+
+
+def unary_methods(servicer: InferenceServicer) -> dict[str, UnaryMethod]:
+    """The service's unary methods by name, each taking the request bytes
+    (a proxy in front of the service, such as Ray Serve's, passes them on)."""
+    parsed: dict[str, tuple[Callable[..., Awaitable[Any]], Any]] = {
         "ServerLive": (servicer.ServerLive, pb.ServerLiveRequest),
         "ServerReady": (servicer.ServerReady, pb.ServerReadyRequest),
         "ModelReady": (servicer.ModelReady, pb.ModelReadyRequest),
@@ -235,20 +240,31 @@ def method_handlers(servicer: InferenceServicer) -> grpc.GenericRpcHandler:
         "ModelConfig": (servicer.ModelConfig, pb.ModelConfigRequest),
         "ModelStatistics": (servicer.ModelStatistics, pb.ModelStatisticsRequest),
     }
-    handlers = {
-        name: grpc.unary_unary_rpc_method_handler(
-            _parsing(function, message_type),
-            response_serializer=lambda message: message.SerializeToString(),
-        )
-        for name, (function, message_type) in methods.items()
+    methods: dict[str, UnaryMethod] = {
+        name: (_parsing(function, message_type), _serialize)
+        for name, (function, message_type) in parsed.items()
     }
-    # Bytes in, bytes out: no deserializer or serializer.
-    handlers["ModelInfer"] = grpc.unary_unary_rpc_method_handler(servicer.ModelInfer)
+    # Bytes in, bytes out.
+    methods["ModelInfer"] = (servicer.ModelInfer, None)
+    return methods
+
+
+def method_handlers(servicer: InferenceServicer) -> grpc.GenericRpcHandler:
+    """The service's handlers, registered by hand rather than through the
+    generated *_pb2_grpc module (untyped), with the same method paths."""
+    handlers = {
+        name: grpc.unary_unary_rpc_method_handler(function, response_serializer=serializer)
+        for name, (function, serializer) in unary_methods(servicer).items()
+    }
     handlers["ModelStreamInfer"] = grpc.stream_stream_rpc_method_handler(
-        servicer.ModelStreamInfer,
-        response_serializer=lambda message: message.SerializeToString(),
+        servicer.ModelStreamInfer, response_serializer=_serialize
     )
     return grpc.method_handlers_generic_handler(SERVICE_NAME, handlers)
+
+
+def _serialize(message: Any) -> bytes:
+    data: bytes = message.SerializeToString()
+    return data
 
 
 def _parsing(

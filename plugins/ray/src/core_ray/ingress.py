@@ -12,6 +12,7 @@ from typing import Any
 from starlette.types import ASGIApp
 
 from core import executor
+from core.grpc.servicer import InferenceServicer, unary_methods
 from core.observability import Observability
 from core.registry import ModelRegistry
 from core.rest.app import create_app
@@ -19,6 +20,7 @@ from core.rest.fast_infer import FastInferApp
 from core.settings import ModelSettings, Settings
 from core.types import limits as tensor_limits
 
+from . import grpc_proxy
 from .cluster import Cluster
 from .model import RayModel
 
@@ -42,6 +44,7 @@ class CoreIngress:
         self._rest = self.observability.rest_app(
             FastInferApp(app, self.dataplane, settings.max_request_body_size), app
         )
+        self._grpc = unary_methods(InferenceServicer(self.dataplane))
         # Serving starts now (liveness answers); readiness follows the models.
         self._loading = asyncio.create_task(self._load())
         self._flushing = asyncio.create_task(self._flush_metrics())
@@ -62,3 +65,21 @@ class CoreIngress:
         while store is not None:
             await asyncio.sleep(1.0)
             store.flush()
+
+    async def _answer_grpc(self, method: str, request: bytes, grpc_context: Any) -> grpc_proxy.Serialized:
+        return await grpc_proxy.answer(self._grpc[method], request, grpc_context)
+
+
+def _grpc_method(name: str) -> Any:
+    """The ingress's method for the RPC `name`: Ray's gRPC proxy calls it by
+    that name, with the request bytes and its context as `grpc_context`."""
+
+    async def method(self: CoreIngress, request: bytes, grpc_context: Any) -> grpc_proxy.Serialized:
+        return await self._answer_grpc(name, request, grpc_context)
+
+    method.__name__ = method.__qualname__ = name
+    return method
+
+
+for _name in grpc_proxy.UNARY_METHODS:
+    setattr(CoreIngress, _name, _grpc_method(_name))

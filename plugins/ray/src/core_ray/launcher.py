@@ -19,12 +19,13 @@ from typing import Any
 import ray
 from ray import serve
 from ray.serve._private.constants import SERVE_CONTROLLER_NAME, SERVE_NAMESPACE
-from ray.serve.config import HTTPOptions
+from ray.serve.config import HTTPOptions, gRPCOptions
 
 from core.metrics.server import MetricsServer
 from core.observability import Observability
 from core.settings import Settings
 
+from .grpc_proxy import SERVICER_FUNCTION
 from .ingress import CoreIngress
 from .options import cluster_env_vars
 
@@ -47,7 +48,10 @@ def run(settings: Settings) -> int:
     if serve_was_running:
         logger.warning("Ray Serve runs on this cluster already: its HTTP proxy's host and port stay")
     try:
-        serve.start(http_options=HTTPOptions(host=settings.host, port=settings.http_port))
+        serve.start(
+            http_options=HTTPOptions(host=settings.host, port=settings.http_port),
+            grpc_options=gRPCOptions(port=settings.grpc_port, grpc_servicer_functions=[SERVICER_FUNCTION]),
+        )
         ingress = serve.deployment(serve.ingress()(CoreIngress)).options(
             name="CoreIngress",
             num_replicas=1,

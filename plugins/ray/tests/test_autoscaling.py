@@ -1,0 +1,87 @@
+"""A model that takes 0.3 s a request, autoscaled between 1 and 2 replicas:
+a bounded load scales it up, and it scales back down once the load stops."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+import threading
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from core.testing import ServerProcess
+
+from .conftest import ray_server
+from .test_serving import replica_pids
+
+SLOW_RUNTIME = """
+import asyncio
+
+import numpy as np
+
+from core import Model, decode_args
+
+
+class Slow(Model):
+    @decode_args
+    async def predict(self, x: np.ndarray) -> np.ndarray:
+        await asyncio.sleep(0.3)
+        return x
+"""
+AUTOSCALING = {
+    "min_replicas": 1,
+    "max_replicas": 2,
+    "target_ongoing_requests": 1,
+    "upscale_delay_s": 0,
+    "downscale_delay_s": 2,
+    "look_back_period_s": 1,
+    "metrics_interval_s": 0.5,
+}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, ray_address: str) -> Iterator[ServerProcess]:
+    folder = tmp_path_factory.mktemp("models") / "slow"
+    folder.mkdir()
+    (folder / "models.py").write_text(textwrap.dedent(SLOW_RUNTIME))
+    ray = {"autoscaling": AUTOSCALING, "num_cpus": 0.25}
+    settings = {"name": "slow", "implementation": "models.Slow", "parameters": {"extra": {"ray": ray}}}
+    (folder / "model-settings.json").write_text(json.dumps(settings))
+    process = ray_server(folder.parent, ray_address).start()
+    yield process
+    assert process.stop(timeout=60) == 0, process.log()
+
+
+def wait_for_replicas(count: int, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while len(replica_pids("core-slow")) != count:
+        assert time.monotonic() < deadline, f"{len(replica_pids('core-slow'))} replicas, not {count}"
+        time.sleep(0.5)
+
+
+def test_scales_from_one_replica_to_two_under_load_and_back(server: ServerProcess) -> None:
+    wait_for_replicas(1, 30)
+    stop = threading.Event()
+    statuses: list[int] = []
+    body = {"inputs": [{"name": "x", "shape": [1], "datatype": "FP64", "data": [1.0]}]}
+
+    def load() -> None:
+        with httpx.Client(timeout=30) as client:
+            while not stop.is_set():
+                statuses.append(client.post(f"{server.url}/v2/models/slow/infer", json=body).status_code)
+
+    threads = [threading.Thread(target=load) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    try:
+        wait_for_replicas(2, 60)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(30)
+    assert statuses and set(statuses) == {200}, set(statuses)
+    wait_for_replicas(1, 60)
+    assert httpx.post(f"{server.url}/v2/models/slow/infer", json=body, timeout=30).status_code == 200
