@@ -1,7 +1,11 @@
-"""A model's Ray Serve options from its settings (no cluster needed)."""
+"""A model's Ray Serve options from its settings, and the launcher's checks
+before Ray starts (no cluster needed)."""
 
 from __future__ import annotations
 
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -64,4 +68,22 @@ def test_application_names() -> None:
     assert (
         app_name(ModelSettings(name="my model", parameters=ModelParameters(version="v1")))
         == "core-my_model-v1"
+    )
+
+
+def test_a_taken_port_fails_before_ray_starts(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        command = [sys.executable, "-m", "core", "start", str(tmp_path), "--on", "ray"]
+        done = subprocess.run(
+            [*command, "--host", "127.0.0.1", "--http-port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode == 1
+    assert done.stderr.strip().endswith(
+        f"core: HTTP port 127.0.0.1:{port} cannot be bound: Address already in use"
     )

@@ -28,7 +28,8 @@ logger = logging.getLogger(__name__)
 
 
 class CoreIngress:
-    async def __init__(self, server: dict[str, Any], env_vars: dict[str, str]) -> None:
+    # Ray Serve awaits an async constructor.
+    async def __init__(self, server: dict[str, Any], env_vars: dict[str, str]) -> None:  # type: ignore[misc]
         settings = Settings.model_validate(server)
         executor.configure(inline_budget=settings.inline_predict_budget)
         tensor_limits.configure(settings.max_bytes_elements)

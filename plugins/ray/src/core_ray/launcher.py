@@ -14,6 +14,7 @@ import asyncio
 import logging
 import os
 import signal
+import sys
 from typing import Any
 
 import ray
@@ -21,8 +22,10 @@ from ray import serve
 from ray.serve._private.constants import SERVE_CONTROLLER_NAME, SERVE_NAMESPACE
 from ray.serve.config import HTTPOptions, gRPCOptions
 
+from core.errors import PortUnavailable
 from core.metrics.server import MetricsServer
 from core.observability import Observability
+from core.ports import bind
 from core.settings import Settings
 
 from .grpc_proxy import SERVICER_FUNCTION
@@ -35,6 +38,26 @@ INGRESS_APP = "core"
 
 
 def run(settings: Settings) -> int:
+    try:
+        _check_ports(settings)
+    except PortUnavailable as error:
+        print(f"core: {error.message}", file=sys.stderr)
+        return 1
+    return _serve(settings)
+
+
+def _check_ports(settings: Settings) -> None:
+    """Fail before Ray starts, as `core start` does, when a port is taken
+    (Ray's proxies would fail later, with their own traceback). Ray's gRPC
+    proxy listens on every interface."""
+    ports = [(settings.host, settings.http_port, "HTTP port"), ("::", settings.grpc_port, "gRPC port")]
+    if settings.metrics_endpoint is not None:
+        ports.append((settings.host, settings.metrics_port, "metrics port"))
+    for host, port, what in ports:
+        bind(host, port, what).close()
+
+
+def _serve(settings: Settings) -> int:
     # Model replicas and the ingress write their metrics to the folder this
     # process prepares (its `metrics_dir`, or a temporary one).
     observability = Observability(
@@ -52,7 +75,7 @@ def run(settings: Settings) -> int:
             http_options=HTTPOptions(host=settings.host, port=settings.http_port),
             grpc_options=gRPCOptions(port=settings.grpc_port, grpc_servicer_functions=[SERVICER_FUNCTION]),
         )
-        ingress = serve.deployment(serve.ingress()(CoreIngress)).options(
+        ingress = serve.deployment(serve.ingress()(CoreIngress)).options(  # type: ignore[attr-defined]
             name="CoreIngress",
             num_replicas=1,
             ray_actor_options={"num_cpus": 0, "runtime_env": {"env_vars": env_vars}},
@@ -66,7 +89,7 @@ def run(settings: Settings) -> int:
     finally:
         _delete_applications()
         if not serve_was_running:
-            serve.shutdown()
+            serve.shutdown()  # type: ignore[no-untyped-call]
         ray.shutdown()
     return 0
 

@@ -57,7 +57,7 @@ class RayModel(RemoteModel):
         model = self.settings.model_dump(mode="json")
         source = str(self.settings.source) if self.settings.source is not None else None
         server = self._cluster.settings.model_dump(mode="json")
-        deployment = serve.deployment(ModelReplica).options(
+        deployment = serve.deployment(ModelReplica).options(  # type: ignore[attr-defined]
             name=self.settings.name,
             num_replicas=options.num_replicas,
             autoscaling_config=options.autoscaling.model_dump() if options.autoscaling else None,

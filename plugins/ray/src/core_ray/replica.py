@@ -26,7 +26,8 @@ METRICS_FLUSH_SECONDS = 1.0
 
 
 class ModelReplica:
-    async def __init__(self, model: dict[str, Any], source: str | None, server: dict[str, Any]) -> None:
+    # Ray Serve awaits an async constructor: the replica is up once it returns.
+    async def __init__(self, model: dict[str, Any], source: str | None, server: dict[str, Any]) -> None:  # type: ignore[misc]
         settings = Settings.model_validate(server)
         # As in a worker process: replicas give the parallelism.
         executor.configure(inline_budget=settings.inline_predict_budget, calls_per_model=1)
