@@ -58,11 +58,12 @@ def _check_ports(settings: Settings) -> None:
 
 
 def _serve(settings: Settings) -> int:
-    # Model replicas and the ingress write their metrics to the folder this
-    # process prepares (its `metrics_dir`, or a temporary one).
-    observability = Observability(
-        settings.model_copy(update={"parallel_workers": max(1, settings.parallel_workers)})
-    )
+    # Replicas take the place of worker processes; like workers, the model
+    # replicas and the ingress write their metrics to the folder this process
+    # prepares (its `metrics_dir`, or a temporary one), which needs a
+    # parallel_workers above 0.
+    settings = settings.model_copy(update={"parallel_workers": max(1, settings.parallel_workers)})
+    observability = Observability(settings)
     env_vars = cluster_env_vars()
     address = os.environ.get("RAY_ADDRESS") or None
     ray.init(address=address, runtime_env={"env_vars": env_vars}, log_to_driver=True)
