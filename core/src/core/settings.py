@@ -287,10 +287,12 @@ def build_settings(cls: type[SettingsT], values: dict[str, Any], source: str) ->
     return settings
 
 
-def describe_validation_error(error: ValidationError) -> str:
-    """One line per problem, each naming the field: `field 'a.b': message`."""
+def describe_validation_error(error: ValidationError, within: str = "") -> str:
+    """One line per problem, each naming the field: `field 'a.b': message`;
+    `within` places the fields (a plugin's settings in a model's
+    `parameters.extra`: "parameters.extra.")."""
     problems = []
     for item in error.errors(include_url=False):
         location = ".".join(str(part) for part in item["loc"])
-        problems.append(f"field '{location}': {item['msg']}" if location else item["msg"])
+        problems.append(f"field '{within}{location}': {item['msg']}" if location else item["msg"])
     return "; ".join(problems)

@@ -39,9 +39,16 @@ def test_replicas_come_from_extra_ray_else_the_models_replicas() -> None:
     ("ray", "message"),
     [
         ({"num_replicas": 2, "autoscaling": {}}, "sets both num_replicas and autoscaling"),
-        ({"num_replica": 2}, "num_replica: Extra inputs are not permitted"),
-        ({"num_cpus": -1}, "num_cpus: Input should be greater than or equal to 0"),
-        ({"autoscaling": {"max_replicas": 0}}, "autoscaling.max_replicas"),
+        ({"num_replica": 2}, "field 'parameters.extra.ray.num_replica': Extra inputs are not permitted"),
+        (
+            {"num_cpus": -1},
+            "field 'parameters.extra.ray.num_cpus': Input should be greater than or equal to 0",
+        ),
+        (
+            {"autoscaling": {"max_replicas": 0}},
+            "field 'parameters.extra.ray.autoscaling.max_replicas': "
+            "Input should be greater than or equal to 1",
+        ),
     ],
 )
 def test_bad_options_are_a_load_error_naming_the_field(ray: object, message: str) -> None:

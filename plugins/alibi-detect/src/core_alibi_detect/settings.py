@@ -47,5 +47,5 @@ def detector_settings(settings: ModelSettings) -> DetectorSettings:
     try:
         return DetectorSettings(**settings.parameters.extra)
     except ValidationError as error:
-        problems = describe_validation_error(error).replace("field '", "field 'parameters.extra.")
+        problems = describe_validation_error(error, within="parameters.extra.")
         raise ConfigurationError(f"model '{settings.name}': {problems}") from None

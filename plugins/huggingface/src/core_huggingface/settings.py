@@ -55,5 +55,5 @@ def huggingface_settings(settings: ModelSettings) -> HuggingFaceSettings:
     try:
         return HuggingFaceSettings(**settings.parameters.extra)
     except ValidationError as error:
-        problems = describe_validation_error(error).replace("field '", "field 'parameters.extra.")
+        problems = describe_validation_error(error, within="parameters.extra.")
         raise ConfigurationError(f"model '{settings.name}': {problems}") from None

@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from core.errors import ConfigurationError
-from core.settings import ModelSettings
+from core.settings import ModelSettings, describe_validation_error
 
 
 class Autoscaling(BaseModel):
@@ -46,12 +46,8 @@ def ray_options(settings: ModelSettings) -> RayOptions:
     try:
         options = RayOptions.model_validate(values)
     except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(map(str, e['loc']))}: {e['msg']}" if e["loc"] else e["msg"] for e in error.errors()
-        )
-        raise ConfigurationError(
-            f"model '{settings.name}': parameters.extra.ray is not valid: {problems}"
-        ) from None
+        problems = describe_validation_error(error, within="parameters.extra.ray.")
+        raise ConfigurationError(f"model '{settings.name}': {problems}") from None
     if options.num_replicas is not None and options.autoscaling is not None:
         raise ConfigurationError(
             f"model '{settings.name}': parameters.extra.ray sets both num_replicas and autoscaling"
