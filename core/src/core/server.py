@@ -16,16 +16,16 @@ from types import FrameType
 
 import uvicorn
 
-from . import executor, ports
+from . import ports
 from .grpc.server import GRPCServer
 from .model import Model
 from .observability import Observability
+from .process import configure_process
 from .registry import ModelRegistry
 from .rest.app import create_app
 from .rest.fast_infer import FastInferApp
 from .rest.http_protocol import http_protocol
 from .settings import Settings
-from .types import limits as tensor_limits
 from .workers.pool import WorkerPools
 from .workers.process import exit_listeners
 
@@ -77,9 +77,7 @@ class Server:
 
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or Settings()
-        executor.configure(inline_budget=self.settings.inline_predict_budget)
-        # The tensor decoders see no Settings: their limits are set per process.
-        tensor_limits.configure(self.settings.max_bytes_elements)
+        configure_process(self.settings)
         # Before the workers start: they inherit the metrics folder's location.
         self.observability = Observability(self.settings)
         self.workers = WorkerPools(self.settings)

@@ -16,17 +16,16 @@ from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .. import executor
 from ..errors import CoreError, ModelLoadError, ModelNotReady
 from ..grpc.infer import infer_message
 from ..logs import configure_logging
 from ..model import Model
 from ..observability import Observability
+from ..process import configure_process
 from ..registry import ModelEntry, load_instance, unload_instance
 from ..repository.implementation import resolve_implementation
 from ..rest.fast_infer import respond_infer
 from ..settings import ModelSettings, Settings
-from ..types import limits as tensor_limits
 from . import protocol
 from .protocol import FramedProtocol
 
@@ -242,12 +241,7 @@ def main(argv: list[str] | None = None) -> None:
     # sees its connection close and exits.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    # One framework call of a model at a time in a worker: the pool's
-    # processes give the parallelism, while threads of one process only
-    # contend for the GIL (a 200-tree forest's predict measured 42 ms of CPU
-    # with 6 at once in one worker, 14 ms alone: benchmarks/RESULTS.md).
-    executor.configure(inline_budget=settings.inline_predict_budget, calls_per_model=1)
-    tensor_limits.configure(settings.max_bytes_elements)
+    configure_process(settings, worker=True)
     try:
         import uvloop
     except ImportError:

@@ -11,14 +11,13 @@ from typing import Any
 
 from starlette.types import ASGIApp
 
-from core import executor
 from core.grpc.servicer import InferenceServicer, unary_methods
 from core.observability import Observability
+from core.process import configure_process
 from core.registry import ModelRegistry
 from core.rest.app import create_app
 from core.rest.fast_infer import FastInferApp
 from core.settings import ModelSettings, Settings
-from core.types import limits as tensor_limits
 
 from . import grpc_proxy
 from .cluster import Cluster
@@ -31,8 +30,7 @@ class CoreIngress:
     # Ray Serve awaits an async constructor.
     async def __init__(self, server: dict[str, Any], env_vars: dict[str, str]) -> None:  # type: ignore[misc]
         settings = Settings.model_validate(server)
-        executor.configure(inline_budget=settings.inline_predict_budget)
-        tensor_limits.configure(settings.max_bytes_elements)
+        configure_process(settings)
         self.cluster = Cluster(settings, env_vars)
         # Its metrics go to the shared folder, as a worker's do.
         self.observability = Observability(settings, worker=True)

@@ -12,10 +12,9 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
-from core import executor
 from core.errors import CoreError
+from core.process import configure_process
 from core.settings import Settings
-from core.types import limits as tensor_limits
 from core.workers import protocol
 from core.workers.worker import Worker
 
@@ -29,9 +28,7 @@ class ModelReplica:
     # Ray Serve awaits an async constructor: the replica is up once it returns.
     async def __init__(self, model: dict[str, Any], source: str | None, server: dict[str, Any]) -> None:  # type: ignore[misc]
         settings = Settings.model_validate(server)
-        # As in a worker process: replicas give the parallelism.
-        executor.configure(inline_budget=settings.inline_predict_budget, calls_per_model=1)
-        tensor_limits.configure(settings.max_bytes_elements)
+        configure_process(settings, worker=True)  # as a worker process: replicas give the parallelism
         self.worker = Worker(settings)
         self.uid = uuid.uuid4().hex
         self.name = model["name"]
