@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib
 import logging
 import os
 import sys
@@ -13,7 +12,7 @@ from urllib.parse import urlsplit
 
 from ..errors import ConfigurationError, CoreError, PortUnavailable
 from ..logs import configure_logging
-from ..plugins.manager import get_plugin_manager
+from ..plugins.manager import get_plugin_manager, load_import_path
 from ..repository import find_models
 from ..settings import (
     MODEL_SETTINGS_FILENAME,
@@ -163,9 +162,7 @@ def _launch(engine: str, settings: Settings) -> int:
         hint = " (pip install core-ray)" if engine == "ray" else ""
         print(f"core: no plugin serves on '{engine}'{hint}; engines: {known}", file=sys.stderr)
         return 2
-    module, _, function = launcher.run.partition(":")
-    run = getattr(importlib.import_module(module), function)
-    status: int = run(settings)
+    status: int = load_import_path(launcher.run)(settings)
     return status
 
 

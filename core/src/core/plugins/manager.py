@@ -4,6 +4,7 @@ skipped, so one broken package never stops the server."""
 
 from __future__ import annotations
 
+import importlib
 import logging
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
@@ -103,6 +104,14 @@ class PluginManager:
     def codecs(self) -> list[Any]:
         # pluggy calls the last registered first; reverse so the core's own come first.
         return [codec for batch in reversed(self._pluggy.hook.core_codecs()) for codec in batch]
+
+
+def load_import_path(path: str) -> Any:
+    """The object an import path of a hook's description names
+    ("core.storage.s3:open_s3", "core_ray.launcher:run"); importing its
+    module may raise ImportError."""
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def _load_order(entry_point: EntryPoint) -> tuple[bool, str]:

@@ -4,7 +4,6 @@ the download, the unpacking of an archive."""
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 import logging
 import shutil
@@ -14,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import ModelLoadError
 from ..plugins.hookspecs import Storage
-from ..plugins.manager import get_plugin_manager
+from ..plugins.manager import get_plugin_manager, load_import_path
 from .archives import is_archive, unpack
 from .cache import CONTENT, Cache, default_cache_dir
 from .download import download_all
@@ -118,9 +117,8 @@ def storage_for(uri: str) -> Storage:
 
 
 def _open(storage: Storage, uri: str, settings: Settings) -> RemoteStore | Path:
-    module, _, function = storage.open.partition(":")
     try:
-        opener = getattr(importlib.import_module(module), function)
+        opener = load_import_path(storage.open)
         opened: RemoteStore | Path = opener(uri, settings)
     except ImportError as error:
         hint = f": {storage.install}" if storage.install else ""
